@@ -1,0 +1,138 @@
+"""Typed stage configs: YAML files, ``key=value`` overrides and validation errors that name the key.
+
+Every stage has a pydantic model deriving from :class:`StageConfig`. Unknown keys are errors (a
+misspelt key must never be silently ignored) and the message suggests the nearest valid key::
+
+    config error (recipes/tiny-pl.yaml): unknown key 'optim.lerning_rate'; did you mean 'optim.lr'?
+
+``load_config(Model, path, overrides)`` merges, in order: the model's defaults, the YAML file, the
+overrides (``optim.lr=3e-4``; values are parsed as YAML scalars, so ``true``, ``1e-3`` and
+``[1, 2]`` work).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bielik.errors import ConfigError
+
+
+class StageConfig(BaseModel):
+    """Base of every config model: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into the nested dict ``{"a": {"b": 1}, "c": "x"}``."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=3e-4)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of {part!r}")
+            node = child
+        node[parts[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_valid_keys(ann, dotted + "."))
+    return keys
+
+
+def _explain(model: type[BaseModel], exc: ValidationError, source: str) -> ConfigError:
+    valid = _valid_keys(model)
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            leaf = key.rsplit(".", 1)[-1]
+            parent = key[: len(key) - len(leaf)]
+            siblings = [k[len(parent):] for k in valid if k.startswith(parent) and "." not in k[len(parent):]]
+            near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.5)
+            hint = f"; did you mean '{parent}{near[0]}'?" if near else f"; valid keys: {', '.join(siblings)}"
+            lines.append(f"unknown key '{key}'{hint}")
+        else:
+            got = err.get("input")
+            lines.append(f"key '{key}': {err['msg']} (got {got!r})")
+    return ConfigError(f"config error ({source}): " + "; ".join(lines))
+
+
+def validate(model: type[C], data: dict[str, Any], source: str = "config") -> C:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(model, exc, source) from None
+
+
+def load_config(
+    model: type[C],
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> C:
+    """Build ``model`` from defaults <- ``base`` <- YAML file at ``path`` <- ``overrides``."""
+    data: dict[str, Any] = dict(base or {})
+    sources = []
+    if path is not None:
+        data = deep_merge(data, read_yaml(path))
+        sources.append(str(path))
+    if overrides:
+        data = deep_merge(data, parse_overrides(overrides))
+        sources.append("command-line overrides")
+    return validate(model, data, " + ".join(sources) or "defaults")

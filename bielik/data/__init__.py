@@ -1,0 +1,1 @@
+"""Corpus I/O, mixing and packing into token shards (curation steps join here later)."""

@@ -1,0 +1,1 @@
+"""Models: presets and factory (here); depth up-scaling and merging come with later stages."""

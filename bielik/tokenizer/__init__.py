@@ -1,0 +1,1 @@
+"""Tokenizers: training (here), efficiency statistics, merging and swapping come with later stages."""
