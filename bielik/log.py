@@ -20,6 +20,13 @@ def setup_logging(level: str | int = "INFO") -> None:
     root.setLevel(level if rank == 0 else "WARNING")
     root.propagate = False
     _CONFIGURED = True
+    try:  # transformers' own progress bars and chatter would drown our log lines
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -1,0 +1,195 @@
+"""The ``bielik`` command line: ``bielik <group> <command> [-c config.yaml] [key=value ...]``.
+
+Every stage command loads its config model from defaults, an optional YAML file and ``key=value``
+overrides, then calls the same stage function as the Python API and the recipe runner.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bielik.errors import BielikError
+
+console = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+app = typer.Typer(help="bielik: the Bielik recipe for language-specialised LLMs.", no_args_is_help=True, add_completion=False)
+model_app = typer.Typer(help="Model presets, initialisation and inspection.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Tokenizer training.", no_args_is_help=True)
+data_app = typer.Typer(help="Corpus preparation and packing.", no_args_is_help=True)
+train_app = typer.Typer(help="Training stages (one engine, many objectives).", no_args_is_help=True)
+bench_app = typer.Typer(help="Hardware and speed measurements.", no_args_is_help=True)
+recipe_app = typer.Typer(help="Run whole recipes (stage graphs).", no_args_is_help=True)
+for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
+                  (bench_app, "bench"), (recipe_app, "recipe")]:
+    app.add_typer(sub, name=name)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file", exists=False)
+OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10", show_default=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Print BielikErrors as one clear line (no traceback) and exit with status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BielikError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _run_stage(kind: str, config: Optional[Path], overrides: Optional[list[str]]) -> Any:
+    from bielik.config import load_config
+    from bielik.stages import registry
+
+    stage = registry()[kind]
+    cfg = load_config(stage.config, config, overrides or [])
+    return stage.run(cfg)
+
+
+def _stage_command(group: typer.Typer, name: str, kind: str, doc: str, show: Callable[[Any], None] | None = None) -> None:
+    @user_errors
+    def command(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+        result = _run_stage(kind, config, overrides)
+        if show is not None:
+            show(result)
+        elif result is not None:
+            out.print(f"[green]done:[/] {result}", highlight=False)
+
+    command.__doc__ = doc
+    group.command(name)(command)
+
+
+def _show_summary(summary: dict) -> None:
+    out.print_json(json.dumps(summary, default=str))
+
+
+def _show_samples(samples: list[dict]) -> None:
+    for s in samples:
+        out.print(f"[bold]{s['prompt']}[/]{s['completion']}", highlight=False)
+
+
+_stage_command(tokenizer_app, "train", "tokenizer.train", "Train a byte-level BPE tokenizer (HF directory).")
+_stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
+_stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
+_stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
+_stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
+
+
+@model_app.command("info")
+@user_errors
+def model_info_cmd(
+    names: list[str] = typer.Argument(..., help="preset names or HF model directories"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Shape and parameter counts (built on the meta device: no memory needed)."""
+    from bielik.model.factory import human, model_info
+
+    infos = [model_info(n) for n in names]
+    if as_json:
+        out.print_json(json.dumps(infos))
+        return
+    table = Table(title="model info")
+    for col in ("model", "arch", "layers", "hidden", "ffn", "heads/kv", "vocab", "parameters", "non-embedding", "bf16 GiB"):
+        table.add_column(col, justify="right" if col not in ("model", "arch") else "left")
+    for i in infos:
+        table.add_row(i["name"], i["architecture"], str(i["layers"]), str(i["hidden_size"]), str(i["intermediate_size"]),
+                      f"{i['attention_heads']}/{i['kv_heads']}", str(i["vocab_size"]), i["parameters_human"],
+                      human(i["non_embedding_parameters"]), str(i["bf16_weights_gib"]))
+    out.print(table)
+
+
+@model_app.command("presets")
+def model_presets_cmd() -> None:
+    """List the named presets."""
+    from bielik.model.presets import preset_names
+
+    for n in preset_names():
+        out.print(n)
+
+
+@bench_app.command("peak")
+@user_errors
+def bench_peak_cmd(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+    """Measure matmul peak FLOP/s (fp32, bf16); cached for MFU."""
+    from bielik.bench import PeakConfig, measure_peak
+    from bielik.config import load_config
+
+    cfg = load_config(PeakConfig, config, overrides or [])
+    res = measure_peak(cfg)
+    table = Table(title="matmul peak")
+    table.add_column("device:dtype")
+    table.add_column("GFLOP/s", justify="right")
+    for k, v in res.items():
+        table.add_row(k, f"{v / 1e9:,.0f}")
+    out.print(table)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Versions, devices, bf16 support, optional components (and how to install them)."""
+    from bielik.doctor import report
+
+    rep = report()
+    if as_json:
+        out.print_json(json.dumps(rep))
+        return
+    out.print(f"[bold]bielik {rep['bielik']}[/] · Python {rep['python']} · {rep['platform']}")
+    out.print("core: " + ", ".join(f"{k} {v or '[red]missing[/]'}" for k, v in rep["core"].items()))
+    for dev in rep["devices"]:
+        out.print(f"device {dev['device']}: {dev['name']} · bf16: {dev['bf16']}")
+    dist = rep["distributed"]
+    out.print(f"torch.distributed: {'yes' if dist['available'] else 'no'} (gloo {dist['gloo']}, nccl {dist['nccl']}) · CUDA {rep['cuda']}")
+    table = Table(title="optional components")
+    for col in ("component", "status", "for", "install"):
+        table.add_column(col)
+    for o in rep["optional"]:
+        table.add_row(o["component"], f"[green]{o['version']}[/]" if o["installed"] else "[yellow]missing[/]", o["for"], "" if o["installed"] else escape(o["install"]))
+    out.print(table)
+    out.print(f"llama.cpp builds: {', '.join(rep['llama_cpp_builds']) or 'none (built on first use by the quantisation stages)'}")
+    out.print(f"peak FLOP/s cache: {rep['peak_flops_cache'] or 'none (run `bielik bench peak` for MFU)'}")
+
+
+@recipe_app.command("run")
+@user_errors
+def recipe_run_cmd(
+    path: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/tiny-pl.yaml"),
+    overrides: Optional[list[str]] = OverridesArg,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, run nothing"),
+    force: bool = typer.Option(False, "--force", help="re-run stages that are already done"),
+) -> None:
+    """Run a recipe's stages in order, skipping those already done."""
+    from bielik.recipe import load_recipe, run_recipe
+
+    results = run_recipe(load_recipe(path, overrides or []), dry_run=dry_run, force=force)
+    for name, res in results.items():
+        if isinstance(res, list) and res and isinstance(res[0], dict) and "completion" in res[0]:
+            out.print(f"\n[bold]{name}[/]:")
+            _show_samples(res)
+
+
+def main() -> None:
+    from bielik.log import setup_logging
+
+    setup_logging()
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

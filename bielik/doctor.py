@@ -1,0 +1,80 @@
+"""``bielik doctor``: what this machine offers bielik, and how to install what is missing."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import platform
+from pathlib import Path
+
+import torch
+
+CORE = ["torch", "transformers", "tokenizers", "safetensors", "numpy", "pydantic", "typer", "rich", "pyyaml"]
+
+# (import name, distribution, what it enables, how to install)
+OPTIONAL = [
+    ("accelerate", "accelerate", "transformers.Trainer baseline in benchmarks/", "pip install 'bielik[bench]'"),
+    ("torch.utils.tensorboard", "tensorboard", "TensorBoard logging (logging.tensorboard=true)", "pip install 'bielik[tensorboard]'"),
+    ("wandb", "wandb", "Weights & Biases logging (logging.wandb=true)", "pip install 'bielik[wandb]'"),
+    ("trl", "trl", "reference implementation for post-training tests", "pip install trl"),
+    ("lm_eval", "lm-eval", "Open PL LLM Leaderboard evaluation", "pip install 'lm-eval[hf]'"),
+    ("datatrove", "datatrove", "corpus curation at scale", "pip install datatrove"),
+    ("morfeusz2", "morfeusz2", "Polish morphology for stylometric features", "pip install morfeusz2"),
+    ("xgboost", "xgboost-cpu", "quality classifier", "pip install xgboost-cpu"),
+    ("gguf", "gguf", "GGUF files", "pip install gguf"),
+    ("mistral_common", "mistral-common", "real Mistral tokenizers for comparisons", "pip install mistral-common"),
+]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return False
+
+
+def cpu_bf16_support() -> str:
+    cap = torch.backends.cpu.get_cpu_capability()
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text(errors="ignore")
+        flags = " ".join(sorted({f for f in ("amx_bf16", "avx512_bf16") if f in text}))
+    native = f"native ({flags})" if flags else "emulated (no AMX/AVX512-BF16): expect little or no bf16 speed-up"
+    return f"{native}; torch CPU capability {cap}"
+
+
+def report() -> dict:
+    from bielik import __version__
+    from bielik.train.metrics import peak_cache_path
+
+    devices = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            devices.append({"device": f"cuda:{i}", "name": torch.cuda.get_device_name(i), "bf16": torch.cuda.is_bf16_supported()})
+    devices.append({"device": "cpu", "name": platform.processor() or platform.machine(), "bf16": cpu_bf16_support()})
+    llama_cpp = sorted(str(p) for p in (Path.home() / ".cache" / "bielik").glob("llama.cpp-*")) if (Path.home() / ".cache" / "bielik").is_dir() else []
+    return {
+        "bielik": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "core": {name: _version(name if name != "pyyaml" else "PyYAML") for name in CORE},
+        "cuda": torch.version.cuda,
+        "devices": devices,
+        "distributed": {"available": torch.distributed.is_available(), "nccl": torch.distributed.is_available() and torch.distributed.is_nccl_available(),
+                        "gloo": torch.distributed.is_available() and torch.distributed.is_gloo_available()},
+        "optional": [
+            {"component": dist, "installed": _version(dist) is not None and _importable(mod), "version": _version(dist), "for": what, "install": how}
+            for mod, dist, what, how in OPTIONAL
+        ],
+        "llama_cpp_builds": llama_cpp,
+        "peak_flops_cache": str(peak_cache_path()) if peak_cache_path().is_file() else None,
+    }

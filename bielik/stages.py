@@ -1,0 +1,39 @@
+"""The registry of stages: one (config model, function) pair per stage kind.
+
+The CLI, the recipe runner and Python users call the same functions through this table. A stage
+function takes its validated config and returns its outputs (a path or a summary dict); its
+artifacts land in ``config.output``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bielik.config import StageConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str
+    config: type[StageConfig]
+    run: Callable[[Any], Any]
+    help: str
+
+
+def registry() -> dict[str, Stage]:
+    # imported lazily: `bielik --help` must not pay for torch/transformers imports
+    from bielik.data.pack import PackConfig, pack
+    from bielik.generate import GenerateConfig, generate
+    from bielik.model.factory import ModelInitConfig, init_model
+    from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from bielik.train.pretrain import PretrainConfig, pretrain
+
+    stages = [
+        Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a byte-level BPE tokenizer"),
+        Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
+        Stage("model.init", ModelInitConfig, init_model, "write a freshly initialised model from a preset"),
+        Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
+        Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
+    ]
+    return {s.kind: s for s in stages}

@@ -1,0 +1,83 @@
+"""Config of the training engine, shared by every training stage."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from bielik.config import StageConfig
+
+
+class OptimConfig(StageConfig):
+    """AdamW with a warm-up + cosine schedule (RECIPE §4: β 0.9/0.95, wd 0.1, clip 1.0)."""
+
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-4, ge=0, description="floor of the cosine schedule")
+    warmup_steps: int = Field(10, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = Field(0.1, ge=0)
+    fused: Literal["auto", "on", "off"] = Field("auto", description="fused AdamW kernel where the device supports it")
+    clip_grad: float | None = Field(1.0, gt=0, description="max global grad norm; null disables clipping")
+
+
+class CheckpointConfig(StageConfig):
+    every: int = Field(0, ge=0, description="save every N steps (0: only at the end)")
+    keep_last: int = Field(2, ge=1)
+    resume: str = Field("auto", description="'auto' (latest in output dir if any), 'never', or a checkpoint path")
+    save_final: bool = Field(True, description="write the final HF model to <output>/final")
+
+
+class EvalConfig(StageConfig):
+    every: int = Field(50, ge=0, description="held-out evaluation every N steps (0: start and end only)")
+    batches: int = Field(8, ge=1, description="micro-batches per evaluation")
+    at_start: bool = True
+
+
+class DistributedConfig(StageConfig):
+    strategy: Literal["ddp", "fsdp2"] = "ddp"
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    reshard_after_forward: bool = True
+
+
+class LoggingConfig(StageConfig):
+    every: int = Field(10, ge=1)
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "bielik"
+    wandb_mode: Literal["offline", "online"] = Field("offline", description="online only when you ask for it")
+
+
+class NanGuardConfig(StageConfig):
+    max_consecutive: int = Field(5, ge=1, description="stop after this many non-finite steps in a row")
+
+
+class EngineConfig(StageConfig):
+    """Everything the engine needs besides the model, the objective and the data."""
+
+    steps: int = Field(100, ge=1, description="optimizer steps")
+    micro_batch_size: int = Field(8, ge=1, description="sequences per forward pass per process")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step per process")
+    precision: Literal["fp32", "bf16-autocast", "bf16"] = Field(
+        "fp32", description="bf16-autocast: fp32 weights, bf16 matmuls; bf16: bf16 weights and optimizer state"
+    )
+    compile: bool = False
+    activation_checkpointing: bool = False
+    lm_head_chunk: int = Field(2048, ge=0, description="tokens per LM-head/CE chunk; 0: full logits (HF loss)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    seed: int = 0
+    peak_flops: float | None = Field(None, gt=0, description="per-device peak FLOP/s for MFU; default: `bielik bench peak` cache")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    nan_guard: NanGuardConfig = Field(default_factory=NanGuardConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineConfig":
+        if self.optim.min_lr > self.optim.lr:
+            raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
+        return self
