@@ -39,18 +39,29 @@ def measure_peak(cfg: PeakConfig) -> dict[str, float]:
     results: dict[str, float] = {}
     for name in cfg.dtypes:
         dtype = getattr(torch, name)
-        a = torch.randn(n, n, device=device).to(dtype)
-        b = torch.randn(n, n, device=device).to(dtype)
-        a @ b
+        probe = torch.randn(512, 512, device=device).to(dtype)
+        probe @ probe
         _sync(device)
+        t = time.perf_counter()
+        probe @ probe  # a first estimate of the rate picks a size that takes ~0.1 s (slow emulated dtypes)
+        _sync(device)
+        rate = 2 * 512**3 / max(time.perf_counter() - t, 1e-9)
+        k = int(min(n, max(256, (0.1 * rate / 2) ** (1 / 3))) // 256 * 256)
+        a = torch.randn(k, k, device=device).to(dtype)
+        b = torch.randn(k, k, device=device).to(dtype)
+        a @ b
+        m = a.shape[0]
         best = 0.0
-        inner = 3 if device.type == "cpu" else 20
         for _ in range(cfg.repeats):
+            inner = 0
             t = time.perf_counter()
-            for _ in range(inner):
+            while True:
                 a @ b
-            _sync(device)
-            best = max(best, inner * 2 * n**3 / (time.perf_counter() - t))
+                inner += 1
+                _sync(device)
+                if time.perf_counter() - t > 0.25:
+                    break
+            best = max(best, inner * 2 * m**3 / (time.perf_counter() - t))
         results[f"{device.type}:{name}"] = best
     if cfg.save:
         path = peak_cache_path()
