@@ -13,6 +13,7 @@ overrides (``optim.lr=3e-4``; values are parsed as YAML scalars, so ``true``, ``
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ class StageConfig(BaseModel):
 
 
 C = TypeVar("C", bound=BaseModel)
+_SCI = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -46,6 +48,8 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str) and _SCI.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads 3e-4 as a string
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:

@@ -73,8 +73,11 @@ class PackedRowBatches:
 
 
 def eval_batches(shards: TokenShards, micro_batch_size: int, n_batches: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-    """The first ``n_batches * micro_batch_size`` held-out rows (a fixed set), split over ranks."""
-    total = min(len(shards), n_batches * micro_batch_size)
+    """The first ``n_batches * micro_batch_size`` held-out rows (a fixed set), split over ranks.
+
+    Every rank gets the same number of rows (a sharded model needs every rank in every forward).
+    """
+    total = min(len(shards), n_batches * micro_batch_size) // world_size * world_size
     rows = np.arange(total)[rank::world_size]
     for s in range(0, len(rows), micro_batch_size):
         yield {"input_ids": torch.from_numpy(shards.rows(rows[s : s + micro_batch_size]))}

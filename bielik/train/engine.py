@@ -147,7 +147,7 @@ class Engine:
         lr = lr_at(self.step, self.cfg.steps, self.cfg.optim)
         set_lr(self.optimizer, lr)
         micro = [self._to_device(b) for b in self.train.next_step()]
-        units = torch.tensor([float(sum(self.objective.loss_units(b) for b in micro))], dtype=torch.float64)
+        units = torch.tensor([float(sum(self.objective.loss_units(b) for b in micro))], dtype=torch.float64, device=self.device)
         units_global = float(all_reduce_sum(units, self.dist).item())
         if units_global <= 0:
             raise BielikError(f"step {self.step}: the global batch has no loss units (every target masked?)")
@@ -158,9 +158,9 @@ class Engine:
                 out = self.module(batch)
             (out.loss_sum * scale).backward()
             for k, v in {"loss_sum": out.loss_sum, **out.metrics}.items():
-                sums[k] = sums.get(k, 0) + v.detach().float().cpu()
+                sums[k] = sums.get(k, 0) + v.detach().float()
         keys = sorted(sums)
-        vec = all_reduce_sum(torch.stack([sums[k].reshape(()) for k in keys]).double(), self.dist)
+        vec = all_reduce_sum(torch.stack([sums[k].reshape(()) for k in keys]).double(), self.dist).cpu()
         stats = {k: float(v) / units_global for k, v in zip(keys, vec)}
         grad_norm = float(self._grad_norm())
         finite = math.isfinite(stats["loss_sum"]) and math.isfinite(grad_norm)
@@ -188,14 +188,15 @@ class Engine:
         if self.eval_batches is None:
             return None
         self.module.eval()
-        loss = torch.zeros(2, dtype=torch.float64)
+        loss = torch.zeros(2, dtype=torch.float64, device=self.device)
         for batch in self.eval_batches():
             batch = self._to_device(batch)
             with self._autocast():
                 out = self.module(batch)
-            loss += torch.tensor([float(out.loss_sum), float(self.objective.loss_units(batch))], dtype=torch.float64)
+            loss[0] += out.loss_sum.detach().double()
+            loss[1] += self.objective.loss_units(batch)
         self.module.train()
-        loss = all_reduce_sum(loss, self.dist)
+        loss = all_reduce_sum(loss, self.dist).cpu()
         if loss[1] == 0:
             return None
         mean = float(loss[0] / loss[1])
