@@ -154,3 +154,47 @@ def test_nan_guard_skips_and_stops(tiny_model, tiny_data, tmp_path):
     with pytest.raises(BielikError, match="3 non-finite steps in a row"):
         bad.fit()
     assert bad.step == 3 and all(math.isfinite(p.sum().item()) for p in bad.hf_model.parameters())
+
+
+def test_tied_embeddings_checkpoint_roundtrip(tiny_tokenizer, tiny_data, tmp_path):
+    """Qwen2-style tied LM head: saved once by save_pretrained, restored into both places."""
+    from bielik.model.factory import ModelInitConfig, init_model
+
+    model_dir = init_model(ModelInitConfig(
+        preset="tiny-qwen2", tokenizer=str(tiny_tokenizer), output=str(tmp_path / "qwen"),
+        overrides={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2},
+    ))
+    eng = make_engine(model_dir, tiny_data, tmp_path / "run", steps=6)
+    for _ in range(3):
+        eng.train_step()
+    path = eng.save_checkpoint()
+    other = make_engine(model_dir, tiny_data, tmp_path / "run", steps=6)
+    other.maybe_resume()
+    assert other.hf_model.lm_head.weight is other.hf_model.model.embed_tokens.weight
+    for (n, p), (_, q) in zip(eng.hf_model.named_parameters(), other.hf_model.named_parameters()):
+        assert torch.equal(p, q), n
+    assert eng.train_step()["loss"] == other.train_step()["loss"]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(path).config.tie_word_embeddings
+
+
+def test_activation_checkpointing_same_updates(tiny_model, tiny_data, tmp_path):
+    a = make_engine(tiny_model, tiny_data, tmp_path / "a", steps=3)
+    b = make_engine(tiny_model, tiny_data, tmp_path / "b", steps=3, activation_checkpointing=True)
+    la = [a.train_step()["loss"] for _ in range(3)]
+    lb = [b.train_step()["loss"] for _ in range(3)]
+    assert la == pytest.approx(lb, rel=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16-autocast", "bf16"])
+def test_bf16_precisions_train(precision, tiny_model, tiny_data, tmp_path):
+    ref = make_engine(tiny_model, tiny_data, tmp_path / "ref", steps=12)
+    eng = make_engine(tiny_model, tiny_data, tmp_path / "run", steps=12, precision=precision)
+    assert (next(eng.hf_model.parameters()).dtype == torch.bfloat16) == (precision == "bf16")
+    lr = [ref.train_step()["loss"] for _ in range(12)]
+    lb = [eng.train_step()["loss"] for _ in range(12)]
+    assert lb[0] == pytest.approx(lr[0], rel=2e-2)  # same model and batch, bf16 rounding only
+    assert sum(lb[-3:]) / 3 < lb[0] - 0.3
+    ev = eng.evaluate()
+    assert math.isfinite(ev["val_loss"])
