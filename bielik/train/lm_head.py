@@ -51,21 +51,26 @@ class _FusedLinearCE(torch.autograd.Function):
                 t = targets[s : s + chunk]
                 valid = t != IGNORE_INDEX
                 t0 = torch.where(valid, t, 0)
-                logits = (h @ w_c.T).float()  # (c, V)
-                lse = torch.logsumexp(logits, dim=-1)
-                ce = (lse - logits.gather(1, t0[:, None]).squeeze(1)) * valid
+                logits = (h @ w_c.T).float()  # (c, V); the only (c, V) buffer, reused in place below
+                z_t = logits.gather(1, t0[:, None])
+                m = logits.amax(dim=-1, keepdim=True)
+                e = logits.sub_(m).exp_()  # exp(z - max): one exp per logit, shared by loss and gradient
+                total = e.sum(dim=-1, keepdim=True)
+                ce = ((m + total.log()) - z_t).squeeze(1) * valid
                 tw = valid.float() if token_weights is None else token_weights[s : s + chunk].float() * valid
                 weighted += (ce * tw).sum()
                 plain += ce.sum()
                 if need_h or need_w:
-                    g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                    g.scatter_add_(1, t0[:, None], -torch.ones_like(lse)[:, None])
-                    g.mul_(tw[:, None])
+                    g = e.mul_((tw[:, None] / total))  # w·softmax(z)
+                    g.scatter_add_(1, t0[:, None], -tw[:, None])  # − w·onehot(y)
                     g = g.to(dtype)
                     if need_h:
                         grad_h[s : s + chunk] = (g @ w_c).to(hidden.dtype)
                     if need_w:
-                        grad_w += (g.T @ h).float()  # matmul in the compute dtype, accumulate in fp32
+                        if dtype == torch.float32:
+                            grad_w.addmm_(g.T, h)
+                        else:  # matmul in the compute dtype, accumulate in fp32
+                            grad_w += (g.T @ h).float()
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(plain)
