@@ -1,0 +1,211 @@
+"""The llama.cpp toolchain: the pinned source tree and a cached build of the tools bielik runs.
+
+The only llama.cpp source reachable offline-from-a-registry is the ``llama-cpp-python`` sdist on
+PyPI, which vendors llama.cpp (``vendor/llama.cpp``: ``convert_hf_to_gguf.py``, ``gguf-py`` and the
+C++ sources of ``llama-quantize``, ``llama-imatrix``, ``llama-perplexity``, ``llama-bench``). We pin
+its version, fetch it once with pip and build only the command-line tools with cmake (~3-5 min on 2
+cores, versus ~14 min for the whole Python wheel, whose bindings we do not need: every tool runs in a
+subprocess).
+
+Layout under the cache directory (``$BIELIK_CACHE`` or ``~/.cache/bielik``)::
+
+    llama-cpp-python-<version>/vendor/llama.cpp     extracted source (llama_cpp_source())
+    llama.cpp-<version>-<flags>/bin/llama-*         built tools       (build_tools())
+
+Both are created in a temporary sibling directory and renamed into place, so concurrent processes
+never see half a tree; builds are additionally serialised with a file lock (two builds at once
+would only double the CPU time).
+
+The build is portable (``GGML_NATIVE=OFF`` with AVX2/FMA/F16C): a native build on AMX-capable
+Xeons segfaults in the AMX matmul path on quantised models (NOTES.md), and a portable build gives
+the same binaries on every x86-64 machine CI may run on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from bielik.errors import BielikError
+from bielik.log import get_logger
+
+log = get_logger("bielik.quant.toolchain")
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+"""Pinned ``llama-cpp-python`` sdist; its ``vendor/llama.cpp`` is the llama.cpp bielik uses."""
+
+TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench", "llama-completion", "llama-debug")
+"""cmake targets built by :func:`build_tools` (only these, not the whole tree)."""
+
+PORTABLE_FLAGS = {
+    "GGML_NATIVE": "OFF",
+    "GGML_AVX": "ON",
+    "GGML_AVX2": "ON",
+    "GGML_FMA": "ON",
+    "GGML_F16C": "ON",
+    "GGML_BMI2": "ON",
+}
+FLAGS_TAG = "avx2"
+
+
+def cache_dir() -> Path:
+    """``$BIELIK_CACHE`` if set, else ``~/.cache/bielik``."""
+    env = os.environ.get("BIELIK_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bielik"
+
+
+def _sdist_root(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
+    return cache_dir() / f"llama-cpp-python-{version}"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _source_ok(src: Path) -> bool:
+    return (src / "convert_hf_to_gguf.py").is_file() and (src / "CMakeLists.txt").is_file() and (src / "gguf-py" / "gguf").is_dir()
+
+
+def llama_cpp_source() -> Path:
+    """The extracted llama.cpp source tree (``vendor/llama.cpp`` of the pinned sdist).
+
+    Fetched once with ``pip download llama-cpp-python==<pin> --no-deps --no-binary :all:`` into the
+    cache directory and extracted into a temporary directory that is renamed into place, so two
+    processes racing here both end up with the same complete tree. Raises :class:`BielikError`
+    when the sdist cannot be fetched (e.g. offline).
+    """
+    root = _sdist_root()
+    src = root / "vendor" / "llama.cpp"
+    if _source_ok(src):
+        return src
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    spec = f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
+    with tempfile.TemporaryDirectory(prefix=".llama-cpp-python-fetch-", dir=cache) as tmp:
+        tmp = Path(tmp)
+        log.info(f"fetching the llama.cpp sources ({spec} sdist, ~77 MB) into {cache}")
+        cmd = [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", str(tmp / "dl")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        archives = sorted((tmp / "dl").glob("llama_cpp_python-*.tar.gz")) + sorted((tmp / "dl").glob("llama-cpp-python-*.tar.gz"))
+        if proc.returncode != 0 or not archives:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            raise BielikError(
+                f"could not fetch the llama.cpp sources ({spec} sdist from the package index): {tail or 'no archive downloaded'}\n"
+                f"bielik's GGUF tools need them once; run where the package index is reachable, or extract that sdist "
+                f"yourself so that {src} exists."
+            )
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(tmp / "x", filter="data")
+        tops = [p for p in (tmp / "x").iterdir() if p.is_dir()]
+        if len(tops) != 1 or not _source_ok(tops[0] / "vendor" / "llama.cpp"):
+            raise BielikError(f"{archives[0].name}: unexpected layout (no vendor/llama.cpp with convert_hf_to_gguf.py)")
+        try:
+            os.rename(tops[0], root)
+        except OSError:
+            # Another process renamed its copy into place first (or a broken tree is in the way).
+            if not _source_ok(src):
+                stale = root.with_name(f".{root.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+                os.rename(root, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+                os.rename(tops[0], root)
+    if not _source_ok(src):
+        raise BielikError(f"{src}: llama.cpp source tree is incomplete")
+    return src
+
+
+def build_dir(flags_tag: str = FLAGS_TAG) -> Path:
+    """Where :func:`build_tools` puts the build (``llama.cpp-<version>-<flags>``)."""
+    return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flags_tag}"
+
+
+def built_tools() -> Path | None:
+    """The ``bin`` directory of a finished build, or None when the tools are not built yet."""
+    bin_dir = build_dir() / "bin"
+    if all((bin_dir / t).is_file() for t in TOOLS):
+        return bin_dir
+    return None
+
+
+def build_tools(jobs: int | None = None) -> Path:
+    """Build :data:`TOOLS` with cmake once and return their ``bin`` directory (reused when present).
+
+    Serialised with a lock file; the build happens in a temporary directory renamed into place.
+    """
+    found = built_tools()
+    if found is not None:
+        return found
+    for exe in ("cmake", "c++"):
+        if shutil.which(exe) is None:
+            raise BielikError(f"building the llama.cpp tools needs `{exe}` on PATH (apt-get install cmake g++)")
+    src = llama_cpp_source()
+    final = build_dir()
+    with _file_lock(cache_dir() / ".llama.cpp-build.lock"):
+        found = built_tools()
+        if found is not None:
+            return found
+        jobs = jobs or max(1, min(os.cpu_count() or 1, 2))
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build = tmp / "build"
+        configure = ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                     "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                     "-DLLAMA_BUILD_EXAMPLES=ON", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=OFF",
+                     "-DGGML_OPENMP=ON"]
+        configure += [f"-D{k}={v}" for k, v in PORTABLE_FLAGS.items()]
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        log.info(f"building llama.cpp tools ({', '.join(TOOLS)}) in {final} with {jobs} jobs (~3-5 min on 2 cores)")
+        t0 = time.perf_counter()
+        tmp.mkdir(parents=True)
+        logf = tmp / "build.log"
+        with open(logf, "w") as out:
+            for cmd in (configure, ["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs), "--target", *TOOLS]):
+                out.write("$ " + " ".join(cmd) + "\n")
+                out.flush()
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+                if rc != 0:
+                    tail = "\n".join(logf.read_text(errors="replace").splitlines()[-15:])
+                    raise BielikError(f"building llama.cpp failed (exit {rc}); full log in {logf}:\n{tail}")
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        for t in TOOLS:
+            shutil.copy2(build / "bin" / t, bin_dir / t)
+        shutil.rmtree(build)  # object files: ~100s of MB we never reuse
+        (tmp / "BUILD_INFO").write_text(
+            f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} (vendor/llama.cpp)\nflags: {PORTABLE_FLAGS}\n"
+            f"built in {time.perf_counter() - t0:.0f} s\n"
+        )
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        log.info(f"llama.cpp tools built in {time.perf_counter() - t0:.0f} s")
+    return final / "bin"
+
+
+def tool(name: str) -> Path:
+    """Path of one llama.cpp tool, building the toolchain first when it is missing."""
+    if name not in TOOLS:
+        raise ValueError(f"unknown llama.cpp tool {name!r}; bielik builds {TOOLS}")
+    return build_tools() / name
+
+
+def gguf_py_path() -> Path:
+    """The vendored ``gguf-py`` matching the converter (put first on ``sys.path``/``PYTHONPATH``)."""
+    return llama_cpp_source() / "gguf-py"
