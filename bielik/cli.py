@@ -80,6 +80,12 @@ def _show_summary(summary: dict) -> None:
     out.print_json(json.dumps(summary, default=str))
 
 
+def _show_upscale(summary: dict) -> None:
+    from bielik.model.upscale import format_summary
+
+    out.print(format_summary(summary), highlight=False)
+
+
 def _show_samples(samples: list[dict]) -> None:
     for s in samples:
         out.print(f"[bold]{s['prompt']}[/]{s['completion']}", highlight=False)
@@ -88,6 +94,8 @@ def _show_samples(samples: list[dict]) -> None:
 _stage_command(tokenizer_app, "train", "tokenizer.train", "Train a byte-level BPE tokenizer (HF directory).")
 _stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
 _stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
+_stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s = 2(n-m) layers) or layer_map=[...]; dry_run=true counts on meta.", _show_upscale)
+_stage_command(model_app, "merge", "model.merge", "Linear merge: models=[a,b] weights=[0.5,0.5] output=DIR.", _show_summary)
 _stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
 _stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
 

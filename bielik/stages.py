@@ -26,6 +26,8 @@ def registry() -> dict[str, Stage]:
     from bielik.data.pack import PackConfig, pack
     from bielik.generate import GenerateConfig, generate
     from bielik.model.factory import ModelInitConfig, init_model
+    from bielik.model.merge import MergeConfig, merge
+    from bielik.model.upscale import UpscaleConfig, upscale
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
 
@@ -33,6 +35,8 @@ def registry() -> dict[str, Stage]:
         Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a byte-level BPE tokenizer"),
         Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
         Stage("model.init", ModelInitConfig, init_model, "write a freshly initialised model from a preset"),
+        Stage("model.upscale", UpscaleConfig, upscale, "depth up-scaling (SOLAR DUS: n, m -> 2(n-m) layers, or a layer map)"),
+        Stage("model.merge", MergeConfig, merge, "linear (weighted-average) merge of checkpoints"),
         Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
         Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
     ]
