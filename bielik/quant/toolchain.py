@@ -209,3 +209,34 @@ def tool(name: str) -> Path:
 def gguf_py_path() -> Path:
     """The vendored ``gguf-py`` matching the converter (put first on ``sys.path``/``PYTHONPATH``)."""
     return llama_cpp_source() / "gguf-py"
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp tools: ``OMP_NUM_THREADS`` when set (the machine may be shared), else all cores."""
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+def run_tool(name: str, args: list[str], what: str, log_file: Path | None = None, timeout: float | None = None) -> str:
+    """Run one llama.cpp tool and return its combined output; a failure is a BielikError with the tail.
+
+    ``what`` says in the error message what the tool was doing (e.g. "quantising model.gguf to Q4_K_M").
+    """
+    exe = tool(name)
+    cmd = [str(exe), *args]
+    log.debug("$ %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BielikError(f"{what}: {name} did not finish within {timeout:.0f} s") from None
+    output = proc.stdout + proc.stderr
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a", encoding="utf-8") as fh:
+            fh.write("$ " + " ".join(cmd) + "\n" + output + "\n")
+    if proc.returncode != 0:
+        tail = "\n".join(line for line in output.strip().splitlines()[-12:])
+        raise BielikError(f"{what}: {name} failed (exit {proc.returncode}):\n{tail}")
+    return output
