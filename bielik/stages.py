@@ -28,6 +28,11 @@ def registry() -> dict[str, Stage]:
     from bielik.model.factory import ModelInitConfig, init_model
     from bielik.model.merge import MergeConfig, merge
     from bielik.model.upscale import UpscaleConfig, upscale
+    from bielik.quant.compare import CompareConfig, compare
+    from bielik.quant.export import ExportConfig, export
+    from bielik.quant.imatrix import ImatrixConfig, compute_imatrix
+    from bielik.quant.quantize import QuantizeConfig, quantize
+    from bielik.quant.speed import SpeedConfig, bench_speed
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
 
@@ -39,5 +44,10 @@ def registry() -> dict[str, Stage]:
         Stage("model.merge", MergeConfig, merge, "linear (weighted-average) merge of checkpoints"),
         Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
         Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
+        Stage("quant.export", ExportConfig, export, "HF checkpoint -> GGUF (f32/f16/bf16) with llama.cpp's converter"),
+        Stage("quant.imatrix", ImatrixConfig, compute_imatrix, "importance matrix from Polish-English calibration text"),
+        Stage("quant.quantize", QuantizeConfig, quantize, "GGUF quantisation (Q8_0...Q2_K, IQ2_XXS), with and without imatrix"),
+        Stage("quant.compare", CompareConfig, compare, "quantised GGUFs vs the reference: PPL, KLD, delta-p, same top"),
+        Stage("bench.speed", SpeedConfig, bench_speed, "single-stream decode speed of HF and GGUF models"),
     ]
     return {s.kind: s for s in stages}
