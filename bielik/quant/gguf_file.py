@@ -22,6 +22,7 @@ class GGUFInfo:
     architecture: str
     file_bytes: int
     n_params: int
+    tensor_bytes: int
     tensor_types: dict[str, int] = field(default_factory=dict)  # type name -> number of tensors
     metadata: dict[str, object] = field(default_factory=dict)
 
@@ -31,8 +32,8 @@ class GGUFInfo:
 
     @property
     def bits_per_weight(self) -> float:
-        """File bits per parameter, as llama.cpp reports it (metadata included, so slightly above the nominal)."""
-        return 8 * self.file_bytes / max(self.n_params, 1)
+        """Bits per weight of the tensor data (metadata excluded), as llama.cpp reports a model's BPW."""
+        return 8 * self.tensor_bytes / max(self.n_params, 1)
 
     @property
     def file_type(self) -> str:
@@ -71,12 +72,13 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         reader = GGUFReader(path, "r")
     except Exception as exc:  # noqa: BLE001 - gguf-py raises ValueError/IndexError/struct errors on damage
         raise BielikError(f"{path} is a damaged or truncated GGUF file ({type(exc).__name__}: {exc})") from None
-    n_params, types = 0, {}
+    n_params, n_bytes, types = 0, 0, {}
     for t in reader.tensors:
         end = int(t.data_offset) + int(t.n_bytes)
         if end > size:
             raise BielikError(f"{path} is truncated: tensor {t.name} ends at byte {end:,} but the file has {size:,} bytes")
         n_params += int(t.n_elements)
+        n_bytes += int(t.n_bytes)
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     meta = {}
     for name, f in reader.fields.items():
@@ -89,4 +91,20 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         raise BielikError(f"{path} has no general.architecture key: not a llama.cpp model file")
-    return GGUFInfo(path=path, architecture=arch, file_bytes=size, n_params=n_params, tensor_types=types, metadata=meta)
+    return GGUFInfo(path=path, architecture=arch, file_bytes=size, n_params=n_params, tensor_bytes=n_bytes, tensor_types=types, metadata=meta)
+
+
+def resolve_gguf(path: str | Path, what: str = "model") -> Path:
+    """A GGUF file given as a file or as a stage directory holding exactly one ``*.gguf``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise BielikError(f"{what}: directory {path} holds no .gguf file")
+        raise BielikError(f"{what}: directory {path} holds {len(found)} .gguf files; name one of them: "
+                          + ", ".join(f.name for f in found))
+    raise BielikError(f"{what}: {path} does not exist")
