@@ -32,6 +32,8 @@ recipe_app = typer.Typer(help="Run whole recipes (stage graphs).", no_args_is_he
 for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
                   (bench_app, "bench"), (recipe_app, "recipe")]:
     app.add_typer(sub, name=name)
+quant_app = typer.Typer(help="GGUF export, importance matrices, quantisation and comparison (llama.cpp).", no_args_is_help=True)
+app.add_typer(quant_app, name="quant")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file", exists=False)
 OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10", show_default=False)
@@ -100,6 +102,23 @@ _stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining
 _stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
 
 
+def _show_quantized(metrics: dict) -> None:
+    for f in metrics["files"]:
+        out.print(f"{f['file']}: {f['bits_per_weight']:.2f} bits/weight, {f['bytes'] / 2**20:,.1f} MiB", highlight=False)
+
+
+def _show_compare(result: dict) -> None:
+    from bielik.quant.compare import markdown_table
+
+    out.print(markdown_table(result), highlight=False, markup=False)
+
+
+_stage_command(quant_app, "export", "quant.export", "HF checkpoint -> GGUF: model=DIR output=DIR outtype=f16|bf16|f32.")
+_stage_command(quant_app, "imatrix", "quant.imatrix", "Importance matrix on PL/EN calibration text: model=GGUF text.mix={pl:0.5,en:0.5}.")
+_stage_command(quant_app, "quantize", "quant.quantize", "Quantise: model=GGUF types=[Q4_K_M,Q2_K] imatrix=FILE (with and without it).", _show_quantized)
+_stage_command(quant_app, "compare", "quant.compare", "Quantised vs reference on held-out Polish text: PPL, KLD, Δp, same top.", _show_compare)
+
+
 @model_app.command("info")
 @user_errors
 def model_info_cmd(
@@ -146,6 +165,24 @@ def bench_peak_cmd(overrides: Optional[list[str]] = OverridesArg, config: Option
     table.add_column("GFLOP/s", justify="right")
     for k, v in res.items():
         table.add_row(k, f"{v / 1e9:,.0f}")
+    out.print(table)
+
+
+@bench_app.command("speed")
+@user_errors
+def bench_speed_cmd(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+    """Single-stream decode speed: models=[HF_DIR,model.gguf] (HF: fp32 and bf16); TTFT, TPOT, tokens/s."""
+    result = _run_stage("bench.speed", config, overrides)
+    table = Table(title="single-stream speed: median (min-max)")
+    for col in ("model", "engine", "weights", "output tok/s", "TTFT ms", "TPOT ms", "prompt tok/s"):
+        table.add_column(col, justify="left" if col in ("model", "engine", "weights") else "right")
+
+    def cell(s: dict, fmt: str) -> str:
+        return f"{s['median']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
+
+    for r in result:
+        table.add_row(Path(r["model"]).name, r["engine"], r["dtype"], cell(r["output_tok_s"], ".1f"), cell(r["ttft_ms"], ".1f"),
+                      cell(r["tpot_ms"], ".2f"), cell(r["prompt_tok_s"], ".0f"))
     out.print(table)
 
 
