@@ -1,0 +1,115 @@
+"""Reading raw documents for curation: JSONL(.gz) and Parquet with ``id``, ``text``, optional
+``url`` and ``source``.
+
+Unlike datatrove's own JsonlReader (which logs and skips a bad line, and gives up on the rest of a
+file at the first invalid UTF-8 byte), a malformed record here is either an error naming the file
+and line (``on_error="raise"``, the default) or skipped and counted (``on_error="skip"``). Lines are
+decoded one at a time, so one invalid byte costs one line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator, Literal
+
+from bielik.errors import DataError
+
+OnError = Literal["raise", "skip"]
+INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".parquet")
+
+
+class BadRecord(Exception):
+    def __init__(self, lineno: int, why: str):
+        super().__init__(why)
+        self.lineno, self.why = lineno, why
+
+
+def _open_binary(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _check(obj, lineno: int, text_key: str) -> dict:
+    if not isinstance(obj, dict):
+        raise BadRecord(lineno, f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get(text_key)
+    if not isinstance(text, str):
+        raise BadRecord(lineno, f"field '{text_key}' is {'missing' if text is None else type(text).__name__}; expected a string")
+    return obj
+
+
+def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict | BadRecord]]:
+    """(line number, record or :class:`BadRecord`) for every non-empty line/row of ``path``."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for obj in batch.to_pylist():
+                row += 1
+                try:
+                    yield row, _check(obj, row, text_key)
+                except BadRecord as bad:
+                    yield row, bad
+        return
+    try:
+        with _open_binary(path) as raw:
+            for lineno, line in enumerate(raw, 1):
+                if not line.strip():
+                    continue
+                try:
+                    s = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield lineno, BadRecord(lineno, f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
+                    continue
+                try:
+                    obj = json.loads(s)
+                except json.JSONDecodeError as exc:
+                    yield lineno, BadRecord(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                    continue
+                try:
+                    yield lineno, _check(obj, lineno, text_key)
+                except BadRecord as bad:
+                    yield lineno, bad
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from None
+
+
+def iter_jsonl_records(path: Path, on_error: OnError = "raise", text_key: str = "text",
+                       bad_counter: list[int] | None = None) -> Iterator[tuple[int, dict]]:
+    """Valid records of ``path``; a bad one raises :class:`DataError` (file:line) or is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input {path} does not exist")
+    for lineno, rec in iter_records(path, text_key):
+        if isinstance(rec, BadRecord):
+            if on_error == "raise":
+                raise DataError(f"{path}:{lineno}: {rec.why} (pass on_error=skip to skip and count bad lines)")
+            if bad_counter is not None:
+                bad_counter[0] += 1
+            continue
+        yield lineno, rec
+
+
+def expand_inputs(paths: list[str]) -> list[Path]:
+    """Files and folders (their JSONL/Parquet files, recursively, sorted); ``shipped`` = packaged corpus."""
+    from bielik.data.corpus import shipped_corpus_dir
+
+    files: list[Path] = []
+    for raw in paths:
+        p = shipped_corpus_dir() if str(raw) == "shipped" else Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES))
+            if not found:
+                raise DataError(f"input folder {p} holds no JSONL/Parquet files ({', '.join(INPUT_SUFFIXES)})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    if not files:
+        raise DataError("no input files given")
+    return files
