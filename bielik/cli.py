@@ -24,7 +24,7 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 
 app = typer.Typer(help="bielik: the Bielik recipe for language-specialised LLMs.", no_args_is_help=True, add_completion=False)
 model_app = typer.Typer(help="Model presets, initialisation and inspection.", no_args_is_help=True)
-tokenizer_app = typer.Typer(help="Tokenizer training.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Tokenizer training, efficiency statistics and vocabulary merging.", no_args_is_help=True)
 data_app = typer.Typer(help="Corpus preparation and packing.", no_args_is_help=True)
 train_app = typer.Typer(help="Training stages (one engine, many objectives).", no_args_is_help=True)
 bench_app = typer.Typer(help="Hardware and speed measurements.", no_args_is_help=True)
@@ -93,7 +93,9 @@ def _show_samples(samples: list[dict]) -> None:
         out.print(f"[bold]{s['prompt']}[/]{s['completion']}", highlight=False)
 
 
-_stage_command(tokenizer_app, "train", "tokenizer.train", "Train a byte-level BPE tokenizer (HF directory).")
+_stage_command(tokenizer_app, "train", "tokenizer.train", "Train a BPE tokenizer (HF directory); style=sentencepiece for byte fallback.")
+_stage_command(tokenizer_app, "stats", "tokenizer.stats", "Tokens, CpT and TpW of tokenizers on texts (Markdown table + chart).",
+               lambda res: out.print(res["table"] + f"\nwritten to {res['output']}", highlight=False, markup=False))
 _stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
 _stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
 _stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s = 2(n-m) layers) or layer_map=[...]; dry_run=true counts on meta.", _show_upscale)

@@ -33,11 +33,13 @@ def registry() -> dict[str, Stage]:
     from bielik.quant.imatrix import ImatrixConfig, compute_imatrix
     from bielik.quant.quantize import QuantizeConfig, quantize
     from bielik.quant.speed import SpeedConfig, bench_speed
+    from bielik.tokenizer.stats import TokenizerStatsConfig, tokenizer_stats
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
 
     stages = [
-        Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a byte-level BPE tokenizer"),
+        Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a BPE tokenizer (byte-level or SentencePiece-style with byte fallback)"),
+        Stage("tokenizer.stats", TokenizerStatsConfig, tokenizer_stats, "tokens, characters per token, tokens per word of tokenizers on texts"),
         Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
         Stage("model.init", ModelInitConfig, init_model, "write a freshly initialised model from a preset"),
         Stage("model.upscale", UpscaleConfig, upscale, "depth up-scaling (SOLAR DUS: n, m -> 2(n-m) layers, or a layer map)"),

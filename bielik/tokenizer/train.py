@@ -1,15 +1,27 @@
-"""``bielik tokenizer train``: a byte-level BPE tokenizer trained with HF ``tokenizers``.
+"""``bielik tokenizer train``: a BPE tokenizer trained with HF ``tokenizers`` (RECIPE §2).
 
-Byte-level BPE covers every string (no unknown tokens, no byte-fallback needed) and the saved
-directory is a regular HF tokenizer (``AutoTokenizer.from_pretrained`` opens it) carrying BOS/EOS/
-PAD/UNK, the ChatML control tokens used by Bielik's instruct models and a ChatML chat template.
+Two styles, both covering every string (no unknown tokens):
+
+* ``bytelevel`` (default): GPT-2/Qwen-style byte-level BPE (``Ġ`` space marker, 256 byte symbols as
+  the alphabet).
+* ``sentencepiece``: the Llama/Mistral/APT format: whitespace marked ``▁`` and prepended to the
+  first word (Metaspace), BPE over characters, and **byte fallback**: a character outside the
+  learnt alphabet (``limit_alphabet`` most frequent characters) is encoded as its UTF-8 bytes
+  ``<0x00>``..``<0xFF>``. Tokens are spelled like Mistral's, which is what vocabulary merging and
+  embedding transfer (FOCUS) match on.
+
+The saved directory is a regular HF tokenizer (``AutoTokenizer.from_pretrained`` opens it) carrying
+BOS/EOS/PAD/UNK, the ChatML control tokens used by Bielik's instruct models and a ChatML chat
+template. Training documents that share a word n-gram with the evaluation texts named in
+``decontaminate`` (by default the Constitution preambles that ``bielik tokenizer stats`` measures
+on) are dropped, so the efficiency comparison is not won by memorising the test text.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 from pydantic import Field
 
@@ -41,11 +53,39 @@ class TokenizerTrainConfig(StageConfig):
     pad_token: str = "<pad>"
     extra_special_tokens: list[str] = Field(default_factory=lambda: ["<|im_start|>", "<|im_end|>"])
     model_max_length: int = 4096
+    style: Literal["bytelevel", "sentencepiece"] = Field("bytelevel", description="bytelevel (GPT-2 style) or sentencepiece (Llama/Mistral style, byte fallback)")
+    limit_alphabet: int = Field(1000, ge=50, description="sentencepiece style: characters kept in the alphabet; rarer ones fall back to bytes")
+    decontaminate: list[str] = Field(default_factory=lambda: ["preamble-pl", "preamble-en"],
+                                     description="texts (preamble-pl/-en or .txt paths) whose word n-grams exclude a training document")
+    decontaminate_ngram: int = Field(8, ge=3)
     overwrite: bool = False
 
 
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = text.lower().split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _contamination_filter(cfg: TokenizerTrainConfig):
+    from bielik.tokenizer.stats import _read_texts
+
+    grams: set[tuple[str, ...]] = set()
+    for spec in cfg.decontaminate:
+        for text in _read_texts(spec)[1]:
+            grams |= _ngrams(text, cfg.decontaminate_ngram)
+    return lambda text: not grams or grams.isdisjoint(_ngrams(text, cfg.decontaminate_ngram))
+
+
 def _sample_texts(cfg: TokenizerTrainConfig) -> tuple[list[str], int]:
+    clean = _contamination_filter(cfg)
     docs = [d for d in read_corpus(cfg.inputs) if cfg.langs is None or d.lang in cfg.langs]
+    kept, dropped = [], []
+    for d in docs:
+        (kept if clean(d.text) else dropped).append(d)
+    if dropped:
+        log.info("decontamination: dropped %d document(s) sharing a %d-gram with %s: %s", len(dropped),
+                 cfg.decontaminate_ngram, cfg.decontaminate, ", ".join(d.id for d in dropped)[:200])
+    docs = kept
     random.Random(cfg.seed).shuffle(docs)
     texts, total = [], 0
     for d in docs:
@@ -66,27 +106,26 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     if not texts:
         raise_empty(cfg)
     specials = [cfg.unk_token, cfg.bos_token, cfg.eos_token, cfg.pad_token, *cfg.extra_special_tokens]
-    tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size,
-        min_frequency=cfg.min_frequency,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,  # its progress bar panics on a closed stdout pipe
-    )
-    log.info("training BPE (vocab %d) on %d documents, %.1fM characters", cfg.vocab_size, len(texts), n_chars / 1e6)
+    log.info("training %s BPE (vocab %d) on %d documents, %.1fM characters", cfg.style, cfg.vocab_size, len(texts), n_chars / 1e6)
 
     def batches() -> Iterator[list[str]]:
         for i in range(0, len(texts), 64):
             yield texts[i : i + 64]
 
-    tok.train_from_iterator(batches(), trainer=trainer, length=len(texts))
-    bos_id = tok.token_to_id(cfg.bos_token)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{cfg.bos_token} $A", pair=f"{cfg.bos_token} $A {cfg.bos_token} $B", special_tokens=[(cfg.bos_token, bos_id)]
-    )
+    if cfg.style == "bytelevel":
+        tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,  # its progress bar panics on a closed stdout pipe
+        )
+        tok.train_from_iterator(batches(), trainer=trainer, length=len(texts))
+    else:
+        tok = _train_sentencepiece_style(cfg, specials, batches, len(texts))
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=cfg.bos_token,
@@ -108,6 +147,42 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
         )
     log.info("saved tokenizer (%d tokens) to %s", tok.get_vocab_size(), cfg.output)
     return Path(cfg.output)
+
+
+def _train_sentencepiece_style(cfg: TokenizerTrainConfig, specials: list[str], batches, n_texts: int):
+    """Metaspace BPE with byte fallback: train on characters, then insert the 256 byte tokens.
+
+    ``tokenizers``' trainer has no byte-fallback option, so the byte tokens ``<0x00>``..``<0xFF>``
+    are placed after the special tokens (as in Llama/Mistral vocabularies) once the merges are
+    learnt; the merges only involve learnt symbols, so they stay valid under the new ids. The
+    trainer is asked for ``vocab_size - 256`` entries so the final vocabulary has ``vocab_size``.
+    """
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
+    tok.pre_tokenizer = metaspace
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size - 256, min_frequency=cfg.min_frequency, special_tokens=specials,
+        limit_alphabet=cfg.limit_alphabet, show_progress=False,
+    )
+    tok.train_from_iterator(batches(), trainer=trainer, length=n_texts)
+    model = json.loads(tok.to_str())["model"]
+    learnt = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    vocab = {t: i for i, t in enumerate(specials)}
+    for b in range(256):
+        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
+    for t, _ in learnt:
+        vocab.setdefault(t, len(vocab))
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    out = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=cfg.unk_token, byte_fallback=True, fuse_unk=True))
+    out.pre_tokenizer = metaspace
+    out.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    # special tokens must stay whole in text (Tokenizer.add_special_tokens keeps their ids)
+    out.add_special_tokens(specials)
+    return out
 
 
 def raise_empty(cfg: TokenizerTrainConfig) -> None:
