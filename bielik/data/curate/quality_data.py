@@ -5,7 +5,7 @@ can be obtained offline. We therefore *construct* a labelled set from openly lic
 text (the shipped corpus: literature, law, news, encyclopaedia) and label by construction, following
 the class definitions of RECIPE.md §1.4:
 
-* **HIGH** — a passage of edited text as it is (a window of 600–5,000 characters cut at line
+* **HIGH** — a passage of edited text as it is (a window of 400–5,000 characters cut at line
   boundaries).
 * **MEDIUM** — a good passage with significant but recoverable flaws: wrapped in site furniture
   (menus, headers, cookie banners, share/login prompts, footers), or with one damaged region
@@ -40,9 +40,9 @@ class QualitySetConfig(StageConfig):
     output: str = Field("runs/quality-set", description="output directory (train.jsonl, test.jsonl)")
     inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL files/folders of edited Polish text ('shipped' = the packaged corpus)")
     sources: list[str] = Field(default_factory=lambda: list(DEFAULT_SOURCES), description="file-name stems to use from the inputs (empty = all)")
-    passages_per_doc: int = Field(3, ge=1, description="passages cut from each source document")
-    max_docs_per_source: int = Field(400, ge=1, description="cap per file, so one large book collection does not dominate")
-    min_chars: int = Field(600, ge=100)
+    examples_per_source: int = Field(800, ge=1, description="passages cut from each source file (spread over its documents), so registers are balanced")
+    max_passages_per_doc: int = Field(12, ge=1)
+    min_chars: int = Field(400, ge=100)
     max_chars: int = Field(5000, ge=200)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     seed: int = 0
@@ -231,7 +231,7 @@ def build_examples(docs: list[dict], cfg: QualitySetConfig) -> Iterator[dict]:
     for di, doc in enumerate(docs):
         split = split_of(doc["id"], cfg.test_fraction, cfg.seed)
         # fragments for mixing come from documents of the same split only
-        for pi, passage in enumerate(_passages(doc["text"], rng, cfg.passages_per_doc, cfg.min_chars, cfg.max_chars)):
+        for pi, passage in enumerate(_passages(doc["text"], rng, doc.get("n_passages", 1), cfg.min_chars, cfg.max_chars)):
             label = LABELS[rng.randrange(3)]
             if label == "HIGH":
                 text, kind = passage, "edited"
@@ -261,10 +261,12 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
         raise DataError(f"no input file matches sources={cfg.sources} in {cfg.inputs}")
     docs = []
     for f in files:
-        for i, (_, rec) in enumerate(iter_jsonl_records(f)):
-            if i >= cfg.max_docs_per_source:
-                break
-            docs.append({"id": str(rec.get("id", f"{f.name}:{i}")), "text": rec["text"]})
+        recs = [rec for _, rec in iter_jsonl_records(f)]
+        per_doc = min(cfg.max_passages_per_doc, -(-cfg.examples_per_source // max(len(recs), 1)))
+        rng = random.Random(f"{cfg.seed}:{f.name}")
+        if len(recs) * per_doc > cfg.examples_per_source:
+            recs = rng.sample(recs, max(1, cfg.examples_per_source // per_doc))
+        docs += [{"id": str(r.get("id", f"{f.name}:{i}")), "text": r["text"], "n_passages": per_doc} for i, r in enumerate(recs)]
     counts: Counter = Counter()
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
         handles = {s: gzip.open(out / f"{s}.jsonl.gz", "wt", encoding="utf-8") for s in ("train", "test")}

@@ -1,0 +1,437 @@
+"""Curation at scale: our steps as datatrove pipeline steps, run by datatrove's executors.
+
+Why datatrove (and not Ray Data): the work is a per-document map over sharded JSONL/Parquet files
+followed by a global dedup — exactly datatrove's model (reader → steps → writer per task), with
+per-task completion markers (a re-run skips finished shards: resumable per shard), per-task logs and
+stats, and the same pipeline object running on ``LocalPipelineExecutor`` (a laptop),
+``SlurmPipelineExecutor`` (one array job, one task per shard) or ``RayPipelineExecutor``. Ray Data
+would add a 250 MB dependency to do the same map, with no per-shard resume.
+
+One run (any of the ``data.*`` curation stages) works like this::
+
+    <output>.work/                 resumable working folder (kept until the stage completes)
+        logs/                      datatrove's logging dir: completions/, logs/, stats/
+        kept/00000.jsonl.gz ...    documents that passed, one file per task (rank)
+        dropped/00000.jsonl.gz ... documents that were dropped, with their reason
+        counters/00000.json        per-task counts (input, bad lines, drops by reason, changes)
+    <output>/                      written atomically once every shard is done (+ dedup)
+        data/00000.jsonl.gz ...    the curated corpus
+        dropped/...                every dropped document with ``curation.drop_reason``
+        funnel.png, metrics.json (funnel), config.yaml, lineage.json
+
+Every output record is ``{"id", "text", "url"?, "source"?, "curation": {...}}`` where
+``curation`` records what happened: ``changes`` (encoding repaired, boilerplate lines removed,
+...), ``pii`` (type, start, end of each replaced span), ``quality`` (class probabilities) and, for
+dropped documents, ``drop_reason`` (and ``duplicate_of``).
+
+Shards are input files (``files[rank::tasks]``): split a large corpus into many files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from pydantic import Field
+
+from bielik.config import StageConfig
+from bielik.errors import BielikError, DataError
+from bielik.log import get_logger
+
+log = get_logger(__name__)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+class ExecutorConfig(StageConfig):
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(0, ge=0, description="shards (tasks); 0 = one per input file")
+    workers: int = Field(1, ge=-1, description="parallel worker processes for local/ray (-1 = one per task)")
+    local_tasks: int = Field(-1, ge=-1, description="local: run only this many tasks on this node (multi-node by hand)")
+    local_rank_offset: int = Field(0, ge=0, description="local: first task this node runs")
+    partition: str | None = Field(None, description="slurm partition")
+    time: str = Field("04:00:00", description="slurm time limit per task")
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(2.0, gt=0)
+    venv_path: str | None = Field(None, description="slurm: virtualenv activate script for the jobs")
+    sbatch_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnonymizeConfig(StageConfig):
+    types: list[str] = Field(default_factory=lambda: ["EMAIL", "URL", "PHONE", "ADDRESS", "PESEL", "NIP", "IBAN"])
+    report_spans: bool = Field(True, description="keep the span-level report in each record's curation.pii")
+
+
+class QualityFilterOptions(StageConfig):
+    model: str = Field("default", description="quality model directory ('default' = the shipped model)")
+    threshold: float = Field(0.90, gt=0, lt=1, description="keep a document when P(HIGH) > threshold")
+    nthread: int = Field(1, ge=1)
+
+
+class PipelineBase(StageConfig):
+    inputs: list[str] = Field(..., description="JSONL(.gz)/Parquet files or folders ('shipped' = the packaged corpus)")
+    output: str
+    text_key: str = "text"
+    on_error: Literal["raise", "skip"] = Field("raise", description="a malformed record: raise (file:line) or skip and count")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    keep_dropped: bool = Field(True, description="write dropped documents (with reasons) to <output>/dropped")
+    keep_work: bool = Field(False, description="keep <output>.work after success")
+    overwrite: bool = False
+
+
+# --- datatrove steps --------------------------------------------------------------------------
+# Module-level classes (not closures) so that datatrove's worker processes can pickle them; heavy
+# members (models, Morfeusz) are built lazily inside the worker.
+
+def _curation(doc) -> dict:
+    return doc.metadata.setdefault("curation", {})
+
+
+def _dropped(doc) -> bool:
+    return "drop_reason" in doc.metadata.get("curation", {})
+
+
+def _write_counter(folder: str, name: str, counts: dict) -> None:
+    from bielik.artifacts import write_json
+
+    write_json(Path(folder) / f"{name}.json", counts)
+
+
+class BielikReader(PipelineStep):
+    """Reads this task's files (``files[rank::world_size]``) with strict line checking."""
+
+    name = "bielik reader"
+    type = "📖 - READER"
+
+    def __init__(self, files: list[str], text_key: str, on_error: str, counters_dir: str):
+        super().__init__()
+        self.files, self.text_key, self.on_error, self.counters_dir = files, text_key, on_error, counters_dir
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from bielik.data.curate.io import iter_jsonl_records
+
+        if data:
+            yield from data
+        bad = [0]
+        n = 0
+        for f in self.files[rank::world_size]:
+            self.stat_update("input_files")
+            for lineno, rec in iter_jsonl_records(Path(f), self.on_error, self.text_key, bad):
+                meta = {k: rec[k] for k in ("url", "source", "lang", "license") if rec.get(k) is not None}
+                meta["file"], meta["line"] = Path(f).name, lineno
+                n += 1
+                self.stat_update("documents")
+                yield Document(text=rec[self.text_key], id=str(rec.get("id", f"{Path(f).name}:{lineno}")), metadata=meta)
+        self.stat_update("bad_records", value=bad[0])
+        _write_counter(self.counters_dir, f"reader_{rank:05d}", {"input": n, "bad_records": bad[0]})
+
+
+class CleanStep(PipelineStep):
+    name = "bielik clean"
+    type = "🔻 - FILTER"
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from bielik.data.curate.clean import Cleaner
+
+        cleaner = Cleaner(self.cfg)
+        for doc in data:
+            if not _dropped(doc):
+                with self.track_time():
+                    r = cleaner(doc.text, doc.metadata)
+                doc.text = r.text
+                if r.changes:
+                    _curation(doc).setdefault("changes", []).extend(r.changes)
+                if not r.keep:
+                    _curation(doc)["drop_reason"] = r.reason
+                    self.stat_update(f"dropped_{r.reason}")
+            yield doc
+
+
+class AnonymizeStep(PipelineStep):
+    name = "bielik anonymize"
+    type = "✂️ - FORMAT"
+
+    def __init__(self, cfg: AnonymizeConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from bielik.data.curate.pii import anonymize
+
+        types = tuple(self.cfg.types)
+        for doc in data:
+            if not _dropped(doc):
+                with self.track_time():
+                    text, spans = anonymize(doc.text, types)
+                if spans:
+                    doc.text = text
+                    cur = _curation(doc)
+                    cur.setdefault("changes", []).append(f"pii_replaced:{len(spans)}")
+                    if self.cfg.report_spans:
+                        cur["pii"] = [{"type": s.type, "start": s.start, "end": s.end} for s in spans]
+                    for s in spans:
+                        self.stat_update(f"pii_{s.type}")
+            yield doc
+
+
+class QualityStep(PipelineStep):
+    """Adds class probabilities; with ``filter`` drops documents with P(HIGH) ≤ threshold."""
+
+    name = "bielik quality"
+    type = "🔻 - FILTER"
+
+    def __init__(self, cfg: QualityFilterOptions, filter: bool = True):
+        super().__init__()
+        self.cfg, self.filter = cfg, filter
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from datatrove.utils.batching import batched
+
+        from bielik.data.curate.quality import QualityModel
+
+        model = QualityModel(None if self.cfg.model == "default" else self.cfg.model, nthread=self.cfg.nthread)
+        i_high = model.labels.index("HIGH")
+        for batch in batched(data, 64):
+            live = [d for d in batch if not _dropped(d)]
+            if live:
+                with self.track_time():
+                    P = model.proba([d.text for d in live])
+                for d, p in zip(live, P):
+                    _curation(d)["quality"] = {lab: round(float(v), 4) for lab, v in zip(model.labels, p)}
+                    if self.filter and not p[i_high] > self.cfg.threshold:
+                        _curation(d)["drop_reason"] = "quality"
+                        self.stat_update("dropped_quality")
+            yield from batch
+
+
+class FeaturesWriter(PipelineStep):
+    """Writes ``<work>/features/<rank>.parquet``: id + one column per stylometric feature."""
+
+    name = "bielik features"
+    type = "💽 - WRITER"
+
+    def __init__(self, work: str, max_chars: int | None):
+        super().__init__()
+        self.work, self.max_chars = work, max_chars
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from bielik.data.curate.stylometry import FEATURE_NAMES, FeatureExtractor
+
+        fx = FeatureExtractor(max_chars=self.max_chars)
+        ids, rows = [], []
+        for doc in data:
+            if not _dropped(doc):
+                with self.track_time():
+                    rows.append(fx(doc.text))
+                ids.append(doc.id)
+            yield doc
+        X = np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        table = pa.table({"id": ids, **{n: X[:, i] for i, n in enumerate(FEATURE_NAMES)}})
+        path = Path(self.work) / "features" / f"{rank:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+
+
+def _record(doc) -> dict:
+    meta = doc.metadata
+    rec = {"id": doc.id, "text": doc.text}
+    for k in ("url", "source", "lang", "license"):
+        if k in meta:
+            rec[k] = meta[k]
+    rec["curation"] = meta.get("curation", {})
+    return rec
+
+
+class SplitWriter(PipelineStep):
+    """Kept documents to ``kept/<rank>.jsonl.gz``, dropped ones to ``dropped/``; counts the funnel."""
+
+    name = "bielik writer"
+    type = "💽 - WRITER"
+
+    def __init__(self, work: str, keep_dropped: bool):
+        super().__init__()
+        self.work, self.keep_dropped = work, keep_dropped
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from bielik.progress import progress
+
+        counts: Counter = Counter()
+        work = Path(self.work)
+        (work / "kept").mkdir(parents=True, exist_ok=True)
+        (work / "dropped").mkdir(parents=True, exist_ok=True)
+        name = f"{rank:05d}.jsonl.gz"
+        tmp_k, tmp_d = work / "kept" / f".{name}.tmp", work / "dropped" / f".{name}.tmp"
+        with gzip.open(tmp_k, "wt", encoding="utf-8") as fk, gzip.open(tmp_d, "wt", encoding="utf-8") as fd, \
+                progress(f"shard {rank + 1}/{world_size}", unit="doc", every=30.0) as rep:
+            for doc in data:
+                cur = doc.metadata.get("curation", {})
+                counts["seen"] += 1
+                for ch in cur.get("changes", []):
+                    counts[f"changed_{ch.split(':')[0]}"] += 1
+                for sp in cur.get("pii", []):
+                    counts[f"pii_{sp['type']}"] += 1
+                if "drop_reason" in cur:
+                    counts[f"dropped_{cur['drop_reason']}"] += 1
+                    if self.keep_dropped:
+                        fd.write(json.dumps(_record(doc), ensure_ascii=False) + "\n")
+                else:
+                    counts["kept"] += 1
+                    fk.write(json.dumps(_record(doc), ensure_ascii=False) + "\n")
+                rep.advance()
+                yield doc
+        # a shard's files appear complete or not at all; a crashed shard is redone on resume
+        tmp_k.replace(work / "kept" / name)
+        tmp_d.replace(work / "dropped" / name)
+        _write_counter(str(work / "counters"), f"writer_{rank:05d}", dict(counts))
+
+
+# --- running ----------------------------------------------------------------------------------
+
+def work_dir(output: str) -> Path:
+    out = Path(output)
+    return out.with_name(out.name + ".work")
+
+
+def n_tasks(cfg: PipelineBase, files: list[Path]) -> int:
+    return cfg.executor.tasks or len(files)
+
+
+def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path):
+    ex = cfg.executor
+    logs = str(work / "logs")
+    if ex.kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers if ex.workers != -1 else tasks,
+                                     logging_dir=logs, local_tasks=ex.local_tasks, local_rank_offset=ex.local_rank_offset)
+    if ex.kind == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        if not ex.partition:
+            raise BielikError("executor.partition is required with executor.kind=slurm")
+        return SlurmPipelineExecutor(pipeline=pipeline, tasks=tasks, time=ex.time, partition=ex.partition,
+                                     cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=int(max(1, ex.mem_per_cpu_gb)),
+                                     workers=ex.workers, logging_dir=logs, job_name="bielik-curate",
+                                     venv_path=ex.venv_path, sbatch_args=ex.sbatch_args or None)
+    from datatrove.executor import RayPipelineExecutor
+
+    return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers, logging_dir=logs,
+                               cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb)
+
+
+def completed_ranks(work: Path, tasks: int) -> list[int]:
+    done = work / "logs" / "completions"
+    return [r for r in range(tasks) if (done / f"{r:05d}").exists()]
+
+
+def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path, int, bool]:
+    """Run reader → ``steps`` → writer over every shard; returns (work dir, tasks, all shards done)."""
+    work = work_dir(cfg.output)
+    tasks = n_tasks(cfg, files)
+    manifest = {"files": [str(f) for f in files], "tasks": tasks, "config": cfg.model_dump(mode="json")}
+    man_path = work / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text(encoding="utf-8"))
+        if old["files"] != manifest["files"] or old["tasks"] != tasks or old["config"] != manifest["config"]:
+            log.warning(f"{work} belongs to a different run (inputs, tasks or config changed): starting afresh")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    man_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    pipeline = [BielikReader([str(f) for f in files], cfg.text_key, cfg.on_error, str(work / "counters")),
+                *steps, SplitWriter(str(work), cfg.keep_dropped)]
+    done_before = completed_ranks(work, tasks)
+    if done_before:
+        log.info(f"resuming: {len(done_before)}/{tasks} shards already done in {work}")
+    executor = build_executor(pipeline, cfg, tasks, work)
+    _quiet_datatrove()
+    executor.run()
+    done = completed_ranks(work, tasks)
+    return work, tasks, len(done) == tasks
+
+
+def _quiet_datatrove() -> None:
+    """datatrove logs every file it opens at INFO through loguru; keep warnings and above."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def gather_counts(work: Path) -> Counter:
+    total: Counter = Counter()
+    for f in sorted((work / "counters").glob("*.json")):
+        total.update(json.loads(f.read_text(encoding="utf-8")))
+    return total
+
+
+def iter_shard_records(folder: Path):
+    for f in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+
+FUNNEL_ORDER = ("blocklisted_domain", "blocklisted_source", "encoding_errors", "boilerplate", "broken_table",
+                "non_linguistic", "truncated", "too_short", "language", "quality", "duplicate_exact", "duplicate_near")
+
+
+def funnel(counts: Counter) -> list[dict]:
+    """Documents remaining after each drop reason, in pipeline order."""
+    remaining = counts.get("input", 0)
+    rows = [{"step": "input", "dropped": 0, "remaining": remaining}]
+    reasons = {k[len("dropped_"):]: v for k, v in counts.items() if k.startswith("dropped_")}
+    lang = sum(v for k, v in reasons.items() if k.startswith("language_"))
+    ordered = [(r, reasons.get(r, 0)) for r in FUNNEL_ORDER if r != "language"]
+    ordered.insert(FUNNEL_ORDER.index("language"), ("language", lang))
+    ordered += [(r, v) for r, v in reasons.items() if r not in FUNNEL_ORDER and not r.startswith("language_")]
+    for r, v in ordered:
+        if v:
+            remaining -= v
+            rows.append({"step": r, "dropped": v, "remaining": remaining})
+    return rows
+
+
+def plot_funnel(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    names = [r["step"] for r in rows][::-1]
+    ax.barh(names, [r["remaining"] for r in rows][::-1], color="#3b6ea8")
+    for i, r in enumerate(rows[::-1]):
+        ax.text(r["remaining"], i, f" {r['remaining']:,}" + (f"  (−{r['dropped']:,})" if r["dropped"] else ""), va="center", fontsize=8)
+    ax.set_xlabel("documents remaining")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(r["remaining"] for r in rows) * 1.35 + 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def check_files(cfg: PipelineBase) -> list[Path]:
+    from bielik.data.curate.io import expand_inputs
+
+    files = expand_inputs(cfg.inputs)
+    if Path(cfg.output).exists() and not cfg.overwrite:
+        raise DataError(f"output {cfg.output} already exists (pass overwrite=true to replace it)")
+    return files

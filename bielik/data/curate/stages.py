@@ -1,0 +1,177 @@
+"""The curation stages: ``data.clean``, ``data.anonymize``, ``data.dedup``, ``data.features``,
+``data.quality_filter`` and ``data.curate`` (all of them in one pass, then dedup).
+
+Each runs the datatrove pipeline of :mod:`bielik.data.curate.pipeline` over the sharded inputs
+(resumable per shard in ``<output>.work``), then finalises atomically into ``<output>``: the kept
+documents (after the global dedup when enabled), the dropped ones with their reasons, the funnel
+(``metrics.json`` and ``funnel.png``) and the stage record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+from pydantic import Field
+
+from bielik.artifacts import staged_dir, write_stage_record
+from bielik.data.curate.clean import CleanConfig
+from bielik.data.curate.dedup import DedupConfig, Deduplicator
+from bielik.data.curate.pipeline import (
+    AnonymizeConfig, AnonymizeStep, CleanStep, FeaturesWriter, PipelineBase, QualityFilterOptions, QualityStep,
+    check_files, funnel, gather_counts, plot_funnel, run_shards,
+)
+from bielik.log import get_logger
+from bielik.progress import progress
+
+log = get_logger(__name__)
+
+
+class CleanStageConfig(PipelineBase):
+    output: str = "runs/clean"
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+
+
+class AnonymizeStageConfig(PipelineBase):
+    output: str = "runs/anonymized"
+    anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
+
+
+class DedupStageConfig(PipelineBase):
+    output: str = "runs/dedup"
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+
+
+class FeaturesStageConfig(PipelineBase):
+    output: str = "runs/features"
+    max_chars: int | None = Field(5000, description="features are computed on the first max_chars characters (None = all)")
+    keep_dropped: bool = False
+
+
+class QualityFilterStageConfig(PipelineBase):
+    output: str = "runs/quality-filtered"
+    quality: QualityFilterOptions = Field(default_factory=QualityFilterOptions)
+
+
+class CurateConfig(PipelineBase):
+    """Raw documents → cleaned, anonymised, quality-filtered, deduplicated corpus."""
+
+    output: str = "runs/curated"
+    steps: list[str] = Field(default_factory=lambda: ["clean", "anonymize", "quality", "dedup"],
+                             description="subset of clean, anonymize, quality, dedup (always in this order)")
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
+    quality: QualityFilterOptions = Field(default_factory=QualityFilterOptions)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+
+
+def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: DedupConfig | None,
+              extra_metrics: dict | None = None, features: bool = False) -> dict:
+    counts = gather_counts(work)
+    with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
+        (out / "data").mkdir()
+        if cfg.keep_dropped:
+            shutil.copytree(work / "dropped", out / "dropped",
+                            ignore=lambda d, names: [n for n in names if n.startswith(".")])
+        if features:
+            shutil.copytree(work / "features", out / "features")
+        deduper = Deduplicator(dedup) if dedup is not None else None
+        total_kept = counts.get("kept", 0)
+        with progress("dedup + write" if deduper else "write", total=total_kept, unit="doc") as rep:
+            for shard in sorted((work / "kept").glob("*.jsonl.gz")):
+                dup_path = out / "dropped" / f"dup-{shard.name}"
+                with gzip.open(out / "data" / shard.name, "wt", encoding="utf-8") as fo:
+                    dup_fh = None
+                    for rec in iter_shard_records_of(shard):
+                        rep.advance()
+                        hit = deduper.check(rec["id"], rec["text"]) if deduper else None
+                        if hit is None:
+                            fo.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                            continue
+                        reason, first = hit
+                        counts[f"dropped_{reason}"] += 1
+                        counts["kept"] -= 1
+                        if cfg.keep_dropped:
+                            rec["curation"].update(drop_reason=reason, duplicate_of=first)
+                            if dup_fh is None:
+                                dup_path.parent.mkdir(exist_ok=True)
+                                dup_fh = gzip.open(dup_path, "wt", encoding="utf-8")
+                            dup_fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    if dup_fh is not None:
+                        dup_fh.close()
+        rows = funnel(counts)
+        plot_funnel(rows, out / "funnel.png", f"{kind}: {counts.get('input', 0):,} → {counts.get('kept', 0):,} documents")
+        metrics = {
+            "input": counts.get("input", 0), "bad_records_skipped": counts.get("bad_records", 0),
+            "kept": counts.get("kept", 0), "tasks": tasks, "funnel": rows,
+            "dropped": {k[len("dropped_"):]: v for k, v in sorted(counts.items()) if k.startswith("dropped_")},
+            "changed": {k[len("changed_"):]: v for k, v in sorted(counts.items()) if k.startswith("changed_")},
+            "pii_spans": {k[len("pii_"):]: v for k, v in sorted(counts.items()) if k.startswith("pii_")},
+            **(extra_metrics or {}),
+        }
+        write_stage_record(out, kind, cfg, {f"input{i}": p for i, p in enumerate(cfg.inputs) if p != "shipped"}, metrics)
+    if not cfg.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def iter_shard_records_of(path: Path):
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = None, features: bool = False) -> dict:
+    files = check_files(cfg)
+    work, tasks, complete = run_shards(cfg, steps, files)
+    if not complete:
+        # Slurm/Ray jobs run detached, or some local task failed: finalising needs every shard
+        return {"status": "incomplete", "work_dir": str(work),
+                "message": "not every shard has finished; re-run the same command to resume/finalise"}
+    return _finalise(cfg, kind, work, tasks, dedup, features=features)
+
+
+def clean(cfg: CleanStageConfig) -> dict:
+    return _run(cfg, "data.clean", [CleanStep(cfg.clean)])
+
+
+def anonymize(cfg: AnonymizeStageConfig) -> dict:
+    return _run(cfg, "data.anonymize", [AnonymizeStep(cfg.anonymize)])
+
+
+def dedup(cfg: DedupStageConfig) -> dict:
+    return _run(cfg, "data.dedup", [], dedup=cfg.dedup)
+
+
+def features(cfg: FeaturesStageConfig) -> dict:
+    from bielik.data.curate.pipeline import work_dir
+
+    return _run(cfg, "data.features", [FeaturesWriter(str(work_dir(cfg.output)), cfg.max_chars)], features=True)
+
+
+def quality_filter(cfg: QualityFilterStageConfig) -> dict:
+    return _run(cfg, "data.quality_filter", [QualityStep(cfg.quality)])
+
+
+def curate(cfg: CurateConfig) -> dict:
+    from bielik.errors import ConfigError
+
+    valid = ("clean", "anonymize", "quality", "dedup")
+    bad = [s for s in cfg.steps if s not in valid]
+    if bad:
+        raise ConfigError(f"steps: unknown step(s) {bad}; valid: {', '.join(valid)}")
+    steps = []
+    if "clean" in cfg.steps:
+        steps.append(CleanStep(cfg.clean))
+    if "anonymize" in cfg.steps:
+        steps.append(AnonymizeStep(cfg.anonymize))
+    if "quality" in cfg.steps:
+        steps.append(QualityStep(cfg.quality))
+    return _run(cfg, "data.curate", steps, dedup=cfg.dedup if "dedup" in cfg.steps else None)
+
+
+__all__ = ["CleanStageConfig", "AnonymizeStageConfig", "DedupStageConfig", "FeaturesStageConfig",
+           "QualityFilterStageConfig", "CurateConfig", "clean", "anonymize", "dedup", "features", "quality_filter",
+           "curate"]
