@@ -24,6 +24,7 @@ class Stage:
 def registry() -> dict[str, Stage]:
     # imported lazily: `bielik --help` must not pay for torch/transformers imports
     from bielik.data.pack import PackConfig, pack
+    from bielik.data.curate import api as curate
     from bielik.generate import GenerateConfig, generate
     from bielik.model.factory import ModelInitConfig, init_model
     from bielik.model.merge import MergeConfig, merge
@@ -41,6 +42,15 @@ def registry() -> dict[str, Stage]:
         Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a BPE tokenizer (byte-level or SentencePiece-style with byte fallback)"),
         Stage("tokenizer.stats", TokenizerStatsConfig, tokenizer_stats, "tokens, characters per token, tokens per word of tokenizers on texts"),
         Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
+        Stage("data.clean", curate.CleanStageConfig, curate.clean, "cleaning heuristics (encoding, boilerplate, tables, language, ...) with drop reasons"),
+        Stage("data.anonymize", curate.AnonymizeStageConfig, curate.anonymize, "Polish PII -> typed placeholders, span-level report"),
+        Stage("data.dedup", curate.DedupStageConfig, curate.dedup, "exact (normalised hash) and MinHash-LSH near-duplicate removal"),
+        Stage("data.features", curate.FeaturesStageConfig, curate.features, "stylometric features (Morfeusz 2) to Parquet"),
+        Stage("data.quality_filter", curate.QualityFilterStageConfig, curate.quality_filter, "keep documents with P(HIGH) > threshold"),
+        Stage("data.curate", curate.CurateConfig, curate.curate, "clean + anonymise + quality filter + dedup on datatrove"),
+        Stage("quality.build", curate.QualitySetConfig, curate.quality_build, "construct the HIGH/MEDIUM/LOW training set from edited text"),
+        Stage("quality.train", curate.QualityTrainConfig, curate.quality_train, "train the XGBoost quality classifier"),
+        Stage("quality.eval", curate.QualityEvalConfig, curate.quality_eval, "precision/recall/F1 and confusion matrix of a quality model"),
         Stage("model.init", ModelInitConfig, init_model, "write a freshly initialised model from a preset"),
         Stage("model.upscale", UpscaleConfig, upscale, "depth up-scaling (SOLAR DUS: n, m -> 2(n-m) layers, or a layer map)"),
         Stage("model.merge", MergeConfig, merge, "linear (weighted-average) merge of checkpoints"),

@@ -34,55 +34,14 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
-from pydantic import Field
-
-from bielik.config import StageConfig
+from bielik.data.curate.config import AnonymizeConfig, PipelineBase, QualityFilterOptions
 from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
 
 log = get_logger(__name__)
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-class ExecutorConfig(StageConfig):
-    kind: Literal["local", "slurm", "ray"] = "local"
-    tasks: int = Field(0, ge=0, description="shards (tasks); 0 = one per input file")
-    workers: int = Field(1, ge=-1, description="parallel worker processes for local/ray (-1 = one per task)")
-    local_tasks: int = Field(-1, ge=-1, description="local: run only this many tasks on this node (multi-node by hand)")
-    local_rank_offset: int = Field(0, ge=0, description="local: first task this node runs")
-    partition: str | None = Field(None, description="slurm partition")
-    time: str = Field("04:00:00", description="slurm time limit per task")
-    cpus_per_task: int = Field(1, ge=1)
-    mem_per_cpu_gb: float = Field(2.0, gt=0)
-    venv_path: str | None = Field(None, description="slurm: virtualenv activate script for the jobs")
-    sbatch_args: dict[str, Any] = Field(default_factory=dict)
-
-
-class AnonymizeConfig(StageConfig):
-    types: list[str] = Field(default_factory=lambda: ["EMAIL", "URL", "PHONE", "ADDRESS", "PESEL", "NIP", "IBAN"])
-    report_spans: bool = Field(True, description="keep the span-level report in each record's curation.pii")
-
-
-class QualityFilterOptions(StageConfig):
-    model: str = Field("default", description="quality model directory ('default' = the shipped model)")
-    threshold: float = Field(0.90, gt=0, lt=1, description="keep a document when P(HIGH) > threshold")
-    nthread: int = Field(1, ge=1)
-
-
-class PipelineBase(StageConfig):
-    inputs: list[str] = Field(..., description="JSONL(.gz)/Parquet files or folders ('shipped' = the packaged corpus)")
-    output: str
-    text_key: str = "text"
-    on_error: Literal["raise", "skip"] = Field("raise", description="a malformed record: raise (file:line) or skip and count")
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
-    keep_dropped: bool = Field(True, description="write dropped documents (with reasons) to <output>/dropped")
-    keep_work: bool = Field(False, description="keep <output>.work after success")
-    overwrite: bool = False
 
 
 # --- datatrove steps --------------------------------------------------------------------------

@@ -14,57 +14,19 @@ import json
 import shutil
 from pathlib import Path
 
-from pydantic import Field
-
 from bielik.artifacts import staged_dir, write_stage_record
-from bielik.data.curate.clean import CleanConfig
+from bielik.data.curate.config import (
+    AnonymizeStageConfig, CleanStageConfig, CurateConfig, DedupStageConfig, FeaturesStageConfig, PipelineBase,
+    QualityFilterStageConfig,
+)
 from bielik.data.curate.dedup import DedupConfig, Deduplicator
 from bielik.data.curate.pipeline import (
-    AnonymizeConfig, AnonymizeStep, CleanStep, FeaturesWriter, PipelineBase, QualityFilterOptions, QualityStep,
-    check_files, funnel, gather_counts, plot_funnel, run_shards,
+    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, funnel, gather_counts, plot_funnel, run_shards,
 )
 from bielik.log import get_logger
 from bielik.progress import progress
 
 log = get_logger(__name__)
-
-
-class CleanStageConfig(PipelineBase):
-    output: str = "runs/clean"
-    clean: CleanConfig = Field(default_factory=CleanConfig)
-
-
-class AnonymizeStageConfig(PipelineBase):
-    output: str = "runs/anonymized"
-    anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
-
-
-class DedupStageConfig(PipelineBase):
-    output: str = "runs/dedup"
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-
-
-class FeaturesStageConfig(PipelineBase):
-    output: str = "runs/features"
-    max_chars: int | None = Field(5000, description="features are computed on the first max_chars characters (None = all)")
-    keep_dropped: bool = False
-
-
-class QualityFilterStageConfig(PipelineBase):
-    output: str = "runs/quality-filtered"
-    quality: QualityFilterOptions = Field(default_factory=QualityFilterOptions)
-
-
-class CurateConfig(PipelineBase):
-    """Raw documents → cleaned, anonymised, quality-filtered, deduplicated corpus."""
-
-    output: str = "runs/curated"
-    steps: list[str] = Field(default_factory=lambda: ["clean", "anonymize", "quality", "dedup"],
-                             description="subset of clean, anonymize, quality, dedup (always in this order)")
-    clean: CleanConfig = Field(default_factory=CleanConfig)
-    anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
-    quality: QualityFilterOptions = Field(default_factory=QualityFilterOptions)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
 
 
 def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: DedupConfig | None,
