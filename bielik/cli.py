@@ -97,6 +97,45 @@ _stage_command(tokenizer_app, "train", "tokenizer.train", "Train a BPE tokenizer
 _stage_command(tokenizer_app, "stats", "tokenizer.stats", "Tokens, CpT and TpW of tokenizers on texts (Markdown table + chart).",
                lambda res: out.print(res["table"] + f"\nwritten to {res['output']}", highlight=False, markup=False))
 _stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
+
+
+def _show_funnel(metrics: dict) -> None:
+    if metrics.get("status") == "incomplete":
+        out.print(f"[yellow]{metrics['message']}[/] ({metrics['work_dir']})", highlight=False)
+        return
+    table = Table(title=f"funnel: {metrics['input']:,} -> {metrics['kept']:,} documents")
+    for col in ("step", "dropped", "remaining"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for row in metrics["funnel"]:
+        table.add_row(row["step"], f"{row['dropped']:,}", f"{row['remaining']:,}")
+    out.print(table)
+    if metrics.get("bad_records_skipped"):
+        out.print(f"bad records skipped: {metrics['bad_records_skipped']:,}")
+    for key in ("changed", "pii_spans"):
+        if metrics.get(key):
+            out.print(f"{key}: " + ", ".join(f"{k} {v:,}" for k, v in metrics[key].items()), highlight=False)
+
+
+def _show_quality(report: dict) -> None:
+    from bielik.data.curate.quality import format_report
+
+    if "per_class" in report:
+        out.print(format_report(report), highlight=False)
+    else:
+        out.print_json(json.dumps(report, default=str))
+
+
+quality_app = typer.Typer(help="The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).", no_args_is_help=True)
+data_app.add_typer(quality_app, name="quality")
+_stage_command(data_app, "clean", "data.clean", "Cleaning heuristics with a drop reason per document: inputs=[...] output=DIR.", _show_funnel)
+_stage_command(data_app, "anonymize", "data.anonymize", "Replace Polish PII (e-mail, URL, phone, address, PESEL, NIP, IBAN) by placeholders.", _show_funnel)
+_stage_command(data_app, "dedup", "data.dedup", "Exact + MinHash-LSH near-duplicate removal: dedup.threshold=0.8.", _show_funnel)
+_stage_command(data_app, "features", "data.features", "Stylometric features (Morfeusz 2) of every document to Parquet.", _show_funnel)
+_stage_command(data_app, "curate", "data.curate", "Clean + anonymise + quality filter + dedup on datatrove (executor.kind=local|slurm|ray).", _show_funnel)
+_stage_command(quality_app, "build", "quality.build", "Construct the labelled HIGH/MEDIUM/LOW set from edited Polish text (train/test).", _show_summary)
+_stage_command(quality_app, "train", "quality.train", "Train the classifier: train=labelled.jsonl|DIR output=DIR.", _show_summary)
+_stage_command(quality_app, "eval", "quality.eval", "Per-class/macro precision, recall, F1 and a confusion-matrix PNG: data=... model=DIR.", _show_quality)
+_stage_command(quality_app, "filter", "data.quality_filter", "Keep documents with P(HIGH) > quality.threshold (default 0.90).", _show_funnel)
 _stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
 _stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s = 2(n-m) layers) or layer_map=[...]; dry_run=true counts on meta.", _show_upscale)
 _stage_command(model_app, "merge", "model.merge", "Linear merge: models=[a,b] weights=[0.5,0.5] output=DIR.", _show_summary)
