@@ -25,6 +25,8 @@ def registry() -> dict[str, Stage]:
     # imported lazily: `bielik --help` must not pay for torch/transformers imports
     from bielik.data.pack import PackConfig, pack
     from bielik.data.curate import api as curate
+    from bielik.eval.leaderboard import EqBenchConfig, LeaderboardConfig, run_eq_bench, run_leaderboard
+    from bielik.eval.mt_bench import MTBenchConfig, run_mt_bench
     from bielik.generate import GenerateConfig, generate
     from bielik.model.factory import ModelInitConfig, init_model
     from bielik.model.merge import MergeConfig, merge
@@ -61,5 +63,8 @@ def registry() -> dict[str, Stage]:
         Stage("quant.quantize", QuantizeConfig, quantize, "GGUF quantisation (Q8_0...Q2_K, IQ2_XXS), with and without imatrix"),
         Stage("quant.compare", CompareConfig, compare, "quantised GGUFs vs the reference: PPL, KLD, delta-p, same top"),
         Stage("bench.speed", SpeedConfig, bench_speed, "single-stream decode speed of HF and GGUF models"),
+        Stage("eval.leaderboard", LeaderboardConfig, run_leaderboard, "Open PL LLM Leaderboard tasks, 0/5-shot, normalised average, RAG, perplexity"),
+        Stage("eval.eq_bench", EqBenchConfig, run_eq_bench, "Polish EQ-Bench (first/revised ratings, v2 scoring)"),
+        Stage("eval.mt_bench", MTBenchConfig, run_mt_bench, "Polish MT-Bench: two-turn answers judged 1-10 by an OpenAI-compatible judge"),
     ]
     return {s.kind: s for s in stages}

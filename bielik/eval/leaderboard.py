@@ -232,5 +232,18 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
                                       "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs))
         atomic_write_text(tmp / "results.md", f"# Open PL LLM Leaderboard tasks: {cfg.model}\n\n" + markdown(summaries, ppl))
         _plot(summaries, tmp / "scores.png")
-        write_stage_record(tmp, "eval.leaderboard", cfg, inputs={"model": cfg.model}, metrics=summary)
+        stage = "eval.eq_bench" if isinstance(cfg, EqBenchConfig) else "eval.leaderboard"
+        write_stage_record(tmp, stage, cfg, inputs={"model": cfg.model}, metrics=summary)
     return summary
+
+
+class EqBenchConfig(LeaderboardConfig):
+    """``bielik eval eq-bench``: Polish EQ-Bench, zero-shot (the leaderboard stage with other defaults)."""
+
+    output: str = "runs/eval/eq_bench"
+    tasks: list[str] = Field(default_factory=lambda: ["polish_eq_bench"], description="polish_eq_bench and/or polish_eq_bench_first_turn")
+    num_fewshot: list[int] = Field(default_factory=lambda: [0])
+
+
+def run_eq_bench(cfg: EqBenchConfig) -> dict:
+    return run_leaderboard(cfg)

@@ -186,9 +186,10 @@ def summarize(questions: list[dict], answers: dict, judgments: list[dict]) -> di
 
 def markdown(summary: dict, model: str) -> str:
     f = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+    share = "–" if summary["responses_pl"] is None else f"{100 * summary['responses_pl']:.0f}%"
     lines = [f"# Polish MT-Bench: {model}", "", "| score | turn 1 | turn 2 | pl_score | responses_pl |", "|---:|---:|---:|---:|---:|",
              f"| {f(summary['score'])} | {f(summary['score_turn1'])} | {f(summary['score_turn2'])} | {f(summary['pl_score'])} | "
-             f"{'–' if summary['responses_pl'] is None else f'{100 * summary['responses_pl']:.0f}%'} |", ""]
+             f"{share} |", ""]
     if summary["categories"]:
         lines += ["| " + " | ".join(summary["categories"]) + " |", "|" + "---:|" * len(summary["categories"]),
                   "| " + " | ".join(f(v) for v in summary["categories"].values()) + " |", ""]
