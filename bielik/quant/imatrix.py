@@ -51,7 +51,8 @@ def compute_imatrix(cfg: ImatrixConfig) -> Path:
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         atomic_write_text(tmp / "calibration.txt", text)
         args = ["-m", str(model), "-f", str(tmp / "calibration.txt"), "-o", str(tmp / "imatrix.gguf"),
-                "-c", str(cfg.ctx), "-b", str(cfg.ctx), "-t", str(cfg.threads or default_threads()), "--output-frequency", "0"]
+                "-c", str(cfg.ctx), "-b", str(cfg.ctx), "-t", str(cfg.threads or default_threads()),
+                "--output-frequency", str(10**9)]  # 0 divides by zero in llama-imatrix; save only at the end
         if cfg.chunks:
             args += ["--chunks", str(cfg.chunks)]
         log.info("computing the importance matrix of %s on %s characters (%s)", model.name, f"{len(text):,}",

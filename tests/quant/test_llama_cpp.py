@@ -1,0 +1,154 @@
+"""End to end with the real llama.cpp tools: export -> imatrix -> quantize -> compare -> speed.
+
+Slow-marked: on a machine without the cached toolchain the first test fetches the llama-cpp-python
+sdist (~77 MB) and builds the tools (~3-5 min on 2 cores, more on a busy machine); then the whole
+module takes about a minute. The fast suite covers the maths, formats and configs without it.
+"""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bielik.quant.compare import CompareConfig, compare, read_logprob_file
+from bielik.quant.export import ExportConfig, export
+from bielik.quant.gguf_file import read_gguf
+from bielik.quant.imatrix import ImatrixConfig, compute_imatrix, imatrix_entries
+from bielik.quant.quantize import QuantizeConfig, quantize
+from bielik.quant.toolchain import build_tools, run_tool
+
+pytestmark = pytest.mark.slow
+
+TEXT = ("Rzeczpospolita Polska jest demokratycznym państwem prawnym, urzeczywistniającym zasady sprawiedliwości społecznej. "
+        "Zażółć gęślą jaźń — źdźbło, chrząszcz brzmi w trzcinie w Szczebrzeszynie; 3,14 zł za 1000 km/h!\n") * 12
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_tokenizer):
+    """A 2-layer Llama (hidden 256, FFN 768: K-quant friendly) exported, calibrated and quantised once."""
+    from bielik.model.factory import ModelInitConfig, init_model
+
+    build_tools()
+    root = tmp_path_factory.mktemp("quant")
+    # a larger init scale than training uses gives peaked, varied next-token distributions: a sharper parity test
+    model = init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tiny_tokenizer), output=str(root / "hf"),
+                                       overrides={"num_hidden_layers": 2, "initializer_range": 0.08}))
+    f32 = export(ExportConfig(model=str(model), output=str(root / "gguf"), outtype="f32"))
+    imat = compute_imatrix(ImatrixConfig(model=str(root / "gguf"), output=str(root / "imatrix"), text={"chars": 30_000}, ctx=128))
+    return {"root": root, "hf": model, "f32": f32, "imatrix": imat}
+
+
+def test_export_metadata(pipeline):
+    info = read_gguf(pipeline["f32"])
+    assert info.architecture == "llama" and info.tensor_types == {"F32": info.tensor_types["F32"]}
+    assert info.metadata["tokenizer.ggml.pre"] == "gpt-2"
+    assert "tokenizer.chat_template" in info.metadata and info.metadata["llama.block_count"] == 2
+
+
+def test_gguf_logits_match_hf_on_polish_text(pipeline, tmp_path):
+    from transformers import AutoTokenizer
+
+    from bielik.train.pretrain import load_hf_model
+
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    ctx = 64
+    run_tool("llama-perplexity", ["-m", str(pipeline["f32"]), "-f", str(tmp_path / "t.txt"), "--kl-divergence-base",
+                                  str(tmp_path / "lp"), "-c", str(ctx), "-b", str(ctx), "--chunks", "3", "-t", "2",
+                                  # f32 KV cache, no flash attention: the exact f32 path (defaults differ by ~5e-3)
+                                  "-ctk", "f32", "-ctv", "f32", "-fa", "off"], "test")
+    lp = read_logprob_file(tmp_path / "lp")
+    tok = AutoTokenizer.from_pretrained(pipeline["hf"])
+    hf_ids = tok(TEXT).input_ids
+    # llama.cpp tokenises Polish text exactly like the HF tokenizer (the registered gpt-2 pre-tokenizer is right)
+    np.testing.assert_array_equal(lp.tokens.reshape(-1), hf_ids[: lp.tokens.size])
+    model = load_hf_model(pipeline["hf"]).eval()
+    add_bos = bool(read_gguf(pipeline["f32"]).metadata.get("tokenizer.ggml.add_bos_token"))
+    worst = 0.0
+    for c in range(lp.n_chunk):
+        ids = torch.tensor(lp.tokens[c], dtype=torch.long)[None].clone()
+        if add_bos:
+            ids[0, 0] = tok.bos_token_id  # llama-perplexity starts every window with BOS when the tokenizer adds one
+        with torch.no_grad():
+            ref = torch.log_softmax(model(ids).logits[0].double(), -1).numpy()[lp.first: ctx - 1]
+        got = lp.logprobs(c)
+        assert ref.std() > 0.5  # the distributions are not flat: the comparison has teeth
+        step = np.ascontiguousarray(lp.records[c][:, :4]).view(np.float32)[:, :1]
+        stored = ref > ref.max(axis=1, keepdims=True) - 16  # the file clamps what lies 16 nats below the top
+        worst = max(worst, float((np.abs(got - ref) / step)[stored].max()))
+    # the file stores log-probs in 16-bit steps: the two agree to within about half a step (~6e-5 nats)
+    assert worst < 0.75, worst
+
+
+def test_imatrix_covers_every_linear_layer(pipeline):
+    entries = imatrix_entries(pipeline["imatrix"])
+    for layer in range(2):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+            sums, counts = entries[f"blk.{layer}.{name}.weight"]
+            assert np.all(np.asarray(sums) > 0) and float(np.asarray(counts).sum()) > 0
+    assert entries["blk.0.ffn_down.weight"][0].size == 768 and entries["blk.0.attn_q.weight"][0].size == 256
+
+
+def test_imatrix_is_used_and_changes_the_result(pipeline):
+    root = pipeline["root"]
+    out = quantize(QuantizeConfig(model=str(pipeline["f32"]), output=str(root / "q"), types=["Q4_K_M", "Q2_K", "IQ2_XXS"],
+                                  imatrix=str(root / "imatrix")))
+    names = {f["file"] for f in out["files"]}
+    assert names == {"model-Q4_K_M.gguf", "model-Q2_K.gguf", "model-Q4_K_M-imatrix.gguf", "model-Q2_K-imatrix.gguf",
+                     "model-IQ2_XXS-imatrix.gguf"}
+    plain, weighted = (root / "q" / "model-Q2_K.gguf"), (root / "q" / "model-Q2_K-imatrix.gguf")
+    assert read_gguf(weighted).metadata["quantize.imatrix.file"].endswith("imatrix.gguf")
+    assert "quantize.imatrix.file" not in read_gguf(plain).metadata
+    assert plain.read_bytes() != weighted.read_bytes()
+    # a different importance matrix (English-only calibration) gives different weights again
+    other = compute_imatrix(ImatrixConfig(model=str(pipeline["f32"]), output=str(root / "imatrix-en"),
+                                          text={"chars": 30_000, "mix": {"en": 1.0}}, ctx=128))
+    quantize(QuantizeConfig(model=str(pipeline["f32"]), output=str(root / "q-en"), types=["Q2_K"], imatrix=str(other),
+                            without_imatrix=False))
+    assert (root / "q-en" / "model-Q2_K-imatrix.gguf").read_bytes() != weighted.read_bytes()
+    bpw = {f["file"]: f["bits_per_weight"] for f in out["files"]}
+    assert bpw["model-Q4_K_M.gguf"] > bpw["model-Q2_K.gguf"] > bpw["model-IQ2_XXS-imatrix.gguf"]
+
+
+def test_compare_agrees_with_llama_perplexity(pipeline):
+    root = pipeline["root"]
+    if not (root / "q").exists():
+        pytest.skip("needs test_imatrix_is_used_and_changes_the_result's output")
+    res = compare(CompareConfig(reference=str(root / "gguf"), models=[str(root / "q")], output=str(root / "cmp"),
+                                text={"chars": 20_000, "mix": {"pl": 1.0}}, ctx=128))
+    assert (root / "cmp" / "compare.md").is_file() and (root / "cmp" / "kld_vs_bpw.png").is_file()
+    rows = {r["model"]: r for r in res["rows"]}
+    assert rows["model-Q4_K_M.gguf"]["kld_mean"] < rows["model-Q2_K.gguf"]["kld_mean"]
+    # llama.cpp's own --kl-divergence on the same text: the reference implementation of these statistics
+    base = root / "cmp" / "ref.lp"
+    run_tool("llama-perplexity", ["-m", str(pipeline["f32"]), "-f", str(root / "cmp" / "heldout.txt"), "--kl-divergence-base",
+                                  str(base), "-c", "128", "-b", "128", "-t", "2"], "test")
+    out = run_tool("llama-perplexity", ["-m", str(root / "q" / "model-Q2_K.gguf"), "--kl-divergence-base", str(base),
+                                        "--kl-divergence", "-c", "128", "-b", "128", "-t", "2"], "test")
+    theirs = {
+        "kld_mean": float(re.search(r"Mean\s+KLD:\s+([-0-9.]+)", out).group(1)),
+        "same_top_pct": float(re.search(r"Same top p:\s+([0-9.]+)", out).group(1)),
+        "dp_rms_pct": float(re.search(r"RMS Δp\s*:\s+([0-9.]+)", out).group(1)),
+        "ppl": float(re.search(r"Mean PPL\(Q\)\s*:\s+([0-9.]+)", out).group(1)),
+    }
+    ours = rows["model-Q2_K.gguf"]
+    assert ours["kld_mean"] == pytest.approx(theirs["kld_mean"], rel=0.02, abs=2e-4)
+    assert ours["ppl"] == pytest.approx(theirs["ppl"], rel=1e-3)
+    assert ours["dp_rms_pct"] == pytest.approx(theirs["dp_rms_pct"], abs=0.05)
+    assert ours["same_top_pct"] == pytest.approx(theirs["same_top_pct"], abs=0.5)
+
+
+def test_cli_speed_and_clean_errors(pipeline, tmp_path):
+    q = pipeline["root"] / "q" / "model-Q4_K_M.gguf"
+    if not q.exists():
+        pytest.skip("needs the quantised files")
+    res = subprocess.run([sys.executable, "-m", "bielik.cli", "bench", "speed", f"models=[{pipeline['hf']},{q}]", "hf_dtypes=[float32]",
+                          "runs=2", "prompt_tokens=32", "new_tokens=8", f"output={tmp_path / 'speed'}"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "llama.cpp" in res.stdout and "transformers" in res.stdout and (tmp_path / "speed" / "speed.json").is_file()
+    bad = subprocess.run([sys.executable, "-m", "bielik.cli", "quant", "compare", f"reference={pipeline['f32']}",
+                          f"models=[{tmp_path / 'nothing.gguf'}]"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
