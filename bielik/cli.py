@@ -270,6 +270,79 @@ def recipe_run_cmd(
             _show_samples(res)
 
 
+# ---------------------------------------------------------------------------------------- eval
+eval_app = typer.Typer(help="Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+def _show_leaderboard(summary: dict) -> None:
+    from bielik.eval.leaderboard import markdown
+
+    out.print(markdown({int(k): v for k, v in summary["shots"].items()}, summary.get("perplexity")), highlight=False, markup=False)
+
+
+def _show_mt_bench(summary: dict) -> None:
+    from bielik.eval.mt_bench import markdown
+
+    out.print(markdown(summary, summary["model"]), highlight=False, markup=False)
+
+
+_stage_command(eval_app, "leaderboard", "eval.leaderboard",
+               "Open PL LLM Leaderboard tasks: model=DIR num_fewshot=[0,5] data_dir=[DIR]; see `bielik eval tasks`.", _show_leaderboard)
+_stage_command(eval_app, "eq-bench", "eval.eq_bench", "Polish EQ-Bench (zero-shot): model=DIR.", _show_leaderboard)
+_stage_command(eval_app, "mt-bench", "eval.mt_bench",
+               "Polish MT-Bench: model=DIR judge.base_url=URL judge.model=NAME (key from $BIELIK_JUDGE_API_KEY).", _show_mt_bench)
+
+
+@eval_app.command("tasks")
+@user_errors
+def eval_tasks_cmd(
+    data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List the tasks, their leaderboard metric and baseline, and which splits have data."""
+    from bielik.eval.data import find_split_file, search_dirs
+    from bielik.eval.tasks import all_tasks
+
+    dirs = search_dirs([str(d) for d in data_dir or []])
+    rows = []
+    for name, t in all_tasks().items():
+        have = [s for s in t.dataset.files if find_split_file(t, s, dirs)]
+        rows.append({"task": name, "family": t.family, "type": t.output_type, "metric": t.leaderboard.metric if t.leaderboard else None,
+                     "baseline": t.leaderboard.baseline if t.leaderboard else None, "data": have})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="evaluation tasks")
+    for col in ("task", "type", "leaderboard metric", "baseline", "splits with data"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["task"], "mc" if r["type"] == "multiple_choice" else "gen", r["metric"] or "", "" if r["baseline"] is None else f"{r['baseline']:.3f}",
+                      ", ".join(r["data"]) or "[yellow]none[/]")
+    out.print(table)
+
+
+@eval_app.command("export-lm-eval")
+@user_errors
+def eval_export_cmd(
+    tasks: list[str] = typer.Argument(..., help="task names"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the lm-eval YAMLs (pass it to lm_eval --include_path)"),
+    data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
+) -> None:
+    """Write tasks as lm-evaluation-harness YAMLs over the local data files (dataset_path: json)."""
+    from bielik.eval.data import find_split_file, search_dirs
+    from bielik.eval.lmeval_export import write_lmeval_task
+    from bielik.eval.tasks import get_task
+
+    dirs = search_dirs([str(d) for d in data_dir or []])
+    for name in tasks:
+        spec = get_task(name)
+        files = {s: f for s in spec.dataset.files if (f := find_split_file(spec, s, dirs))}
+        if not files:
+            raise BielikError(f"task {name}: no data files found. {spec.get_data}")
+        out.print(f"wrote {write_lmeval_task(spec, files, output)}", highlight=False)
+
+
 def main() -> None:
     from bielik.log import setup_logging
 
