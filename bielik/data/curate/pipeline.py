@@ -303,7 +303,9 @@ def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path,
     """Run reader → ``steps`` → writer over every shard; returns (work dir, tasks, all shards done)."""
     work = work_dir(cfg.output)
     tasks = n_tasks(cfg, files)
-    manifest = {"files": [str(f) for f in files], "tasks": tasks, "config": cfg.model_dump(mode="json")}
+    # what decides the shards' content; how they are scheduled (workers, node slices) may change
+    conf = cfg.model_dump(mode="json", exclude={"overwrite", "keep_work", "executor"})
+    manifest = {"files": [str(f) for f in files], "tasks": tasks, "config": conf}
     man_path = work / "manifest.json"
     if man_path.exists():
         old = json.loads(man_path.read_text(encoding="utf-8"))

@@ -1,0 +1,105 @@
+import gzip
+import json
+import os
+
+import pytest
+
+from bielik.data.curate.config import CurateConfig, FeaturesStageConfig
+from bielik.data.curate.stages import curate, features
+from bielik.errors import DataError
+
+
+def _write(path, recs, extra: bytes = b""):
+    with open(path, "wb") as fh:
+        for r in recs:
+            fh.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
+        fh.write(extra)
+
+
+def _read_dir(folder):
+    out = []
+    for f in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            out += [json.loads(line) for line in fh]
+    return out
+
+
+@pytest.fixture()
+def raw(tmp_path, shipped_pl_docs):
+    news = [d for d in shipped_pl_docs if d["id"].startswith("ntrex")][:12]
+    docs = [{"id": d["id"], "text": d["text"], "source": "news"} for d in news]
+    docs[0] = dict(docs[0], text=docs[0]["text"] + "\nKontakt z redakcją: redakcja@gazeta.pl, tel. +48 601 234 567.")
+    docs.append(dict(docs[1], id="dup-of-1"))                                           # exact duplicate
+    docs.append({"id": "en", "text": "This is an English news story about the weather. " * 10})
+    docs.append({"id": "blocked", "text": docs[2]["text"], "url": "https://zakazane.pl/a"})
+    a, b = tmp_path / "in" / "a.jsonl", tmp_path / "in" / "b.jsonl"
+    a.parent.mkdir()
+    _write(a, docs[:8])
+    _write(b, docs[8:], extra=b'{"id": "broken", "text": "x"\n{"id": "no-text"}\n{"id": "u", "text": "\xff\xfe"}\n')
+    return tmp_path
+
+
+def _cfg(raw, **kw):
+    base = dict(inputs=[str(raw / "in")], output=str(raw / "out"),
+                clean={"blocklist_domains": ["zakazane.pl"]}, quality={"threshold": 0.5})
+    base.update(kw)
+    return CurateConfig.model_validate(base)
+
+
+def test_malformed_line_is_an_error_naming_file_and_line(raw):
+    with pytest.raises(DataError, match=r"b\.jsonl:\d+: not valid JSON"):
+        curate(_cfg(raw))
+    assert not (raw / "out").exists()
+
+
+def test_curate_end_to_end_with_skip(raw):
+    m = curate(_cfg(raw, on_error="skip"))
+    assert m["input"] == 15 and m["bad_records_skipped"] == 3
+    assert m["dropped"]["language_en"] == 1 and m["dropped"]["blocklisted_domain"] == 1
+    assert m["dropped"]["duplicate_exact"] == 1
+    assert m["funnel"][0] == {"step": "input", "dropped": 0, "remaining": 15}
+    assert m["funnel"][-1]["remaining"] == m["kept"]
+    out = raw / "out"
+    kept = _read_dir(out / "data")
+    dropped = _read_dir(out / "dropped")
+    assert len(kept) == m["kept"] and len(kept) + len(dropped) == 15
+    by_id = {r["id"]: r for r in kept + dropped}
+    dup = by_id["dup-of-1"]["curation"]
+    assert dup["drop_reason"] == "duplicate_exact" and by_id[dup["duplicate_of"]]["text"] == by_id["dup-of-1"]["text"]
+    assert all("quality" in r["curation"] for r in kept)
+    pii_doc = next(r for r in kept + dropped if "pii" in r["curation"])
+    assert "[EMAIL]" in pii_doc["text"] and "[PHONE]" in pii_doc["text"] and "601 234" not in pii_doc["text"]
+    assert {s["type"] for s in pii_doc["curation"]["pii"]} == {"EMAIL", "PHONE"}
+    for f in ("funnel.png", "metrics.json", "config.yaml", "lineage.json"):
+        assert (out / f).is_file()
+    assert not (raw / "out.work").exists()
+
+
+def test_resume_skips_finished_shards(raw):
+    cfg = _cfg(raw, on_error="skip", steps=["clean"], executor={"local_tasks": 1})
+    res = curate(cfg)  # only shard 0 of 2 runs on this "node"
+    assert res["status"] == "incomplete" and not (raw / "out").exists()
+    assert (raw / "out.work" / "kept" / "00000.jsonl.gz").is_file()
+    m = curate(cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"local_tasks": -1})}))
+    assert m["input"] == 15 and (raw / "out" / "data").is_dir()
+    assert m["tasks"] == 2 and not (raw / "out.work").exists()
+
+
+def test_rescheduling_reuses_finished_shards(raw):
+    cfg = _cfg(raw, on_error="skip", steps=["clean"], executor={"local_tasks": 1}, keep_work=True)
+    curate(cfg)
+    shard0 = raw / "out.work" / "kept" / "00000.jsonl.gz"
+    stamp = os.stat(shard0).st_mtime_ns
+    # same content config, other scheduling: shard 0 is reused
+    curate(cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"local_tasks": -1})}))
+    assert os.stat(shard0).st_mtime_ns == stamp
+
+
+def test_features_table(raw):
+    import pyarrow.parquet as pq
+
+    from bielik.data.curate.stylometry import FEATURE_NAMES
+
+    m = features(FeaturesStageConfig(inputs=[str(raw / "in" / "a.jsonl")], output=str(raw / "feat")))
+    t = pq.read_table(raw / "feat" / "features" / "00000.parquet")
+    assert t.num_rows == 8 == m["kept"] and t.column_names == ["id", *FEATURE_NAMES]
