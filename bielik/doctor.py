@@ -61,7 +61,9 @@ def report() -> dict:
         for i in range(torch.cuda.device_count()):
             devices.append({"device": f"cuda:{i}", "name": torch.cuda.get_device_name(i), "bf16": torch.cuda.is_bf16_supported()})
     devices.append({"device": "cpu", "name": platform.processor() or platform.machine(), "bf16": cpu_bf16_support()})
-    llama_cpp = sorted(str(p) for p in (Path.home() / ".cache" / "bielik").glob("llama.cpp-*")) if (Path.home() / ".cache" / "bielik").is_dir() else []
+    from bielik.quant.toolchain import installed_builds
+
+    llama_cpp = installed_builds()
     return {
         "bielik": __version__,
         "python": platform.python_version(),

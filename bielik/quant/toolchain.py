@@ -240,3 +240,15 @@ def run_tool(name: str, args: list[str], what: str, log_file: Path | None = None
         tail = "\n".join(line for line in output.strip().splitlines()[-12:])
         raise BielikError(f"{what}: {name} failed (exit {proc.returncode}):\n{tail}")
     return output
+
+
+def installed_builds() -> list[str]:
+    """Finished tool builds in the cache (``llama.cpp-<version>-<flags>``, with their tools), for ``bielik doctor``."""
+    cache = cache_dir()
+    if not cache.is_dir():
+        return []
+    out = []
+    for p in sorted(cache.glob("llama.cpp-*")):
+        tools = sorted(t.name for t in (p / "bin").glob("llama-*")) if (p / "bin").is_dir() else []
+        out.append(f"{p} ({', '.join(tools) if tools else 'incomplete'})")
+    return out
