@@ -56,6 +56,7 @@ class CleanConfig(StageConfig):
     min_words: int = Field(30, ge=0)
     languages: list[str] = Field(default_factory=lambda: ["pl"])
     min_lang_prob: float = Field(0.8, ge=0, le=1)
+    lang_sample_chars: int = Field(600, ge=50, description="language identification reads this many characters")
 
     def model_post_init(self, __context: Any) -> None:
         unknown = [s for s in self.steps if s not in STEP_NAMES]
@@ -99,7 +100,7 @@ _BOILER = re.compile(
 _NAV_SEP = re.compile(r"\s(?:\||»|›|•|·|/|>)\s")
 _NUMERIC_TOKEN = re.compile(r"^[\d.,:%+\-–/()]+$")
 _WORDS = re.compile(r"\S+")
-_ALPHA_WORD = re.compile(r"^[^\W\d_]{2,}[.,;:!?\"”)]*$")
+_ALPHA_WORDS = re.compile(r"(?<!\S)[„\"(]?[^\W\d_]{2,}[.,;:!?\"”)]*(?!\S)")
 _FINAL_OK = ".!?…:;\"”»)'*]"
 
 
@@ -231,12 +232,12 @@ def step_broken_table(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 
 
 def step_non_linguistic(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
-    nonspace = sum(1 for ch in text if not ch.isspace())
-    letters = sum(1 for ch in text if ch.isalpha())
+    nonspace = len(text) - sum(map(str.isspace, text))
+    letters = sum(map(str.isalpha, text))
     if nonspace and letters / nonspace < cfg.min_letter_ratio:
         return StepResult(False, text, "non_linguistic")
-    toks = _WORDS.findall(text)
-    if toks and sum(1 for t in toks if _ALPHA_WORD.match(t)) / len(toks) < cfg.min_word_ratio:
+    n_toks = len(_WORDS.findall(text))
+    if n_toks and len(_ALPHA_WORDS.findall(text)) / n_toks < cfg.min_word_ratio:
         return StepResult(False, text, "non_linguistic")
     return StepResult(True, text)
 
@@ -258,7 +259,7 @@ def step_min_length(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 def step_language(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     from bielik.data.langid import detect
 
-    lang, prob = detect(text)
+    lang, prob = detect(text, max_chars=cfg.lang_sample_chars)
     meta["language"], meta["language_prob"] = lang, round(prob, 4)
     if lang not in cfg.languages:
         return StepResult(False, text, f"language_{lang}")
