@@ -9,13 +9,23 @@ Quantisers then minimise the importance-weighted error Σ_j I_j (w_ij - q(w_ij))
 of the plain squared error (llama.cpp PR #4861), which is what makes 2-3-bit types usable. The
 calibration text is :func:`bielik.quant.calibration.select_text` on the calibration side of the
 held-out split, mixed by language (Bielik: Polish and English).
+
+Two methods write the same file (llama.cpp's GGUF imatrix: ``<weight>.in_sum2`` = Σ_t x_t², and
+``<weight>.counts`` = T): ``llama.cpp`` runs ``llama-imatrix`` on the GGUF reference; ``torch`` runs
+the HF checkpoint with forward pre-hooks on every ``nn.Linear`` of the decoder blocks, on the same
+token windows (the text is tokenised once, cut into ``ctx``-token windows, each starting with BOS
+when the tokenizer adds one — exactly what ``llama-imatrix`` does). The torch method needs no
+llama.cpp build and runs wherever the model trains (GPU included); the two agree to float precision
+(tests/quant/test_llama_cpp.py).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from bielik.artifacts import atomic_write_text, staged_dir, write_stage_record
@@ -28,7 +38,8 @@ log = get_logger(__name__)
 
 
 class ImatrixConfig(StageConfig):
-    model: str = Field(..., description="reference GGUF (f32/f16/bf16): a file or an export stage directory")
+    model: str = Field(..., description="llama.cpp: reference GGUF (file or export stage dir); torch: HF model directory")
+    method: Literal["llama.cpp", "torch"] = "llama.cpp"
     output: str = "runs/imatrix"
     text: TextConfig = Field(default_factory=TextConfig)
     ctx: int = Field(512, ge=16, description="tokens per chunk")
@@ -41,7 +52,9 @@ _PPL = re.compile(r"\[(\d+)\]([0-9.]+|nan|inf)")
 
 
 def compute_imatrix(cfg: ImatrixConfig) -> Path:
-    """Run ``llama-imatrix`` on the calibration text; write ``<output>/imatrix.gguf``; return its path."""
+    """Compute the importance matrix on the calibration text; write ``<output>/imatrix.gguf``; return its path."""
+    if cfg.method == "torch":
+        return _torch_stage(cfg)
     from bielik.quant.gguf_file import read_gguf, resolve_gguf
     from bielik.quant.toolchain import default_threads, run_tool
 
@@ -63,7 +76,7 @@ def compute_imatrix(cfg: ImatrixConfig) -> Path:
         ppl = [float(v) for _, v in _PPL.findall(output)]
         chunks = int(_PPL.findall(output)[-1][0]) if ppl else None
         entries = imatrix_entries(tmp / "imatrix.gguf")
-        metrics = {"model": str(model), "characters": per_lang, "ctx": cfg.ctx, "chunks": chunks,
+        metrics = {"model": str(model), "method": "llama.cpp", "characters": per_lang, "ctx": cfg.ctx, "chunks": chunks,
                    "tokens": chunks * cfg.ctx if chunks else None, "calibration_ppl": ppl[-1] if ppl else None,
                    "tensors": len(entries)}
         write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model}, metrics=metrics)
@@ -100,3 +113,104 @@ def _reader(path: Path):
         return GGUFReader(path, "r")
     except Exception as exc:  # noqa: BLE001
         raise BielikError(f"{path} is a damaged or truncated imatrix file ({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch forward hooks
+
+
+GGUF_ARCH = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2"}
+
+
+def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chunks: int | None = None) -> tuple[dict, int]:
+    """Σ x² per input column of every decoder-block linear layer, over ``ctx``-token windows.
+
+    Returns ``({gguf weight name: (sum2 float64 [in_features], tokens)}, windows)``. Windows follow
+    ``llama-imatrix``: ``len(ids) // ctx`` of them, the first token of each replaced by ``bos_id``
+    when given.
+    """
+    import gguf
+    import torch
+
+    arch = GGUF_ARCH.get(model.config.model_type)
+    if arch is None:
+        raise BielikError(f"imatrix (torch): model type {model.config.model_type!r} not supported ({', '.join(GGUF_ARCH)})")
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch), model.config.num_hidden_layers)
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    hooks = []
+
+    def hook_for(name: str):
+        def hook(_module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            sums[name] = sums.get(name, 0) + (x * x).sum(0)
+            counts[name] = counts.get(name, 0) + x.shape[0]
+        return hook
+
+    for mod_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".layers." in f".{mod_name}":
+            gguf_name = names.get_name(mod_name)
+            if gguf_name is None:
+                raise BielikError(f"imatrix (torch): no GGUF name for module {mod_name}")
+            hooks.append(module.register_forward_pre_hook(hook_for(gguf_name + ".weight")))
+    n = len(token_ids) // ctx
+    if chunks:
+        n = min(n, chunks)
+    if n == 0:
+        raise BielikError(f"imatrix: the calibration text gives {len(token_ids)} tokens, fewer than one window of ctx={ctx}")
+    try:
+        from bielik.progress import progress
+
+        with torch.inference_mode(), progress("imatrix (torch)", n, "windows", every=10) as bar:
+            for c in range(n):
+                ids = torch.tensor(token_ids[c * ctx: (c + 1) * ctx], dtype=torch.long)[None]
+                if bos_id is not None:
+                    ids[0, 0] = bos_id
+                model(input_ids=ids, use_cache=False)
+                bar.advance(1)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: (sums[k].cpu().numpy(), counts[k]) for k in sums}, n
+
+
+def write_imatrix(path: Path, entries: dict, arch: str, chunk_count: int, chunk_size: int, dataset: str) -> None:
+    """Write entries in llama.cpp's GGUF imatrix format (what ``llama-quantize --imatrix`` reads)."""
+    import gguf
+
+    w = gguf.GGUFWriter(path, arch)
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", [dataset])
+    w.add_uint32("imatrix.chunk_count", chunk_count)
+    w.add_uint32("imatrix.chunk_size", chunk_size)
+    for name in sorted(entries):
+        sum2, count = entries[name]
+        w.add_tensor(f"{name}.in_sum2", np.asarray(sum2, dtype=np.float32)[None, :])
+        w.add_tensor(f"{name}.counts", np.array([[count]], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _torch_stage(cfg: ImatrixConfig) -> Path:
+    from transformers import AutoTokenizer
+
+    from bielik.train.pretrain import load_hf_model
+
+    model_dir = Path(cfg.model)
+    model = load_hf_model(model_dir).eval()  # BielikError when not an HF directory
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    text, per_lang = select_text(cfg.text, heldout=False)
+    ids = tok(text).input_ids
+    add_bos = tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
+    log.info("computing the importance matrix of %s with PyTorch hooks on %s tokens", model_dir, f"{len(ids):,}")
+    entries, windows = torch_imatrix(model, ids, cfg.ctx, tok.bos_token_id if add_bos else None, cfg.chunks)
+    with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
+        atomic_write_text(tmp / "calibration.txt", text)
+        arch = "qwen2" if model.config.model_type == "qwen2" else "llama"
+        write_imatrix(tmp / "imatrix.gguf", entries, arch, windows, cfg.ctx, "calibration.txt")
+        metrics = {"model": str(model_dir), "method": "torch", "characters": per_lang, "ctx": cfg.ctx, "chunks": windows,
+                   "tokens": windows * cfg.ctx, "tensors": len(entries)}
+        write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model_dir}, metrics=metrics)
+    return Path(cfg.output) / "imatrix.gguf"
