@@ -139,6 +139,7 @@ _stage_command(quality_app, "filter", "data.quality_filter", "Keep documents wit
 _stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
 _stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s = 2(n-m) layers) or layer_map=[...]; dry_run=true counts on meta.", _show_upscale)
 _stage_command(model_app, "merge", "model.merge", "Linear merge: models=[a,b] weights=[0.5,0.5] output=DIR.", _show_summary)
+_stage_command(model_app, "swap-tokenizer", "model.swap_tokenizer", "New tokenizer, embeddings initialised with FOCUS (init=focus|mean|random).", _show_summary)
 _stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
 _stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
 

@@ -30,6 +30,7 @@ def registry() -> dict[str, Stage]:
     from bielik.generate import GenerateConfig, generate
     from bielik.model.factory import ModelInitConfig, init_model
     from bielik.model.merge import MergeConfig, merge
+    from bielik.model.swap import SwapTokenizerConfig, swap_tokenizer
     from bielik.model.upscale import UpscaleConfig, upscale
     from bielik.quant.compare import CompareConfig, compare
     from bielik.quant.export import ExportConfig, export
@@ -56,6 +57,7 @@ def registry() -> dict[str, Stage]:
         Stage("model.init", ModelInitConfig, init_model, "write a freshly initialised model from a preset"),
         Stage("model.upscale", UpscaleConfig, upscale, "depth up-scaling (SOLAR DUS: n, m -> 2(n-m) layers, or a layer map)"),
         Stage("model.merge", MergeConfig, merge, "linear (weighted-average) merge of checkpoints"),
+        Stage("model.swap_tokenizer", SwapTokenizerConfig, swap_tokenizer, "replace a model's tokenizer; FOCUS/mean/random init of new embeddings"),
         Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
         Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
         Stage("quant.export", ExportConfig, export, "HF checkpoint -> GGUF (f32/f16/bf16) with llama.cpp's converter"),

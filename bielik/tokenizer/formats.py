@@ -194,13 +194,37 @@ def _tekken(path: Path, name: str) -> Tok:
     return Tok(name, "tekken", str(path), tk.n_words, lambda t: tk.encode(t, bos=False, eos=False))
 
 
-def _hf_dir(path: Path, name: str) -> Tok:
-    from transformers import AutoTokenizer
+def load_hf_tokenizer(path: str | Path):
+    """Open an HF tokenizer directory as it was saved.
 
+    transformers 5 trap: ``AutoTokenizer`` on a *model* directory picks the tokenizer class from
+    ``config.json``'s ``model_type`` when ``tokenizer_config.json`` names the generic
+    ``TokenizersBackend``; for ``qwen2`` that is ``Qwen2Tokenizer``, which rebuilds the pipeline
+    with Qwen's pre-tokenizer and silently changes how a bielik tokenizer splits text. A tokenizer
+    saved as ``TokenizersBackend``/``PreTrainedTokenizerFast`` is therefore loaded with that class.
+    """
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    cls = None
+    conf = path / "tokenizer_config.json"
+    if conf.is_file() and (path / "tokenizer.json").is_file():
+        try:
+            cls = json.loads(conf.read_text(encoding="utf-8")).get("tokenizer_class")
+        except json.JSONDecodeError as exc:
+            raise BielikError(f"{conf}: not valid JSON ({exc.msg})") from None
     try:
-        hf = AutoTokenizer.from_pretrained(str(path))
+        if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise BielikError(f"{path} is not an HF tokenizer directory ({str(exc).splitlines()[0]})") from None
+
+
+def _hf_dir(path: Path, name: str) -> Tok:
+    hf = load_hf_tokenizer(path)
     return Tok(name, "hf", str(path), len(hf), lambda t: hf(t, add_special_tokens=False).input_ids, lambda: hf)
 
 

@@ -53,3 +53,17 @@ def test_bad_inputs(tmp_path):
     fake.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
     with pytest.raises(BielikError, match="not a readable GGUF"):
         load_tokenizer(fake)
+
+
+def test_tokenizer_in_a_qwen2_model_dir_keeps_its_pipeline(tmp_path, tiny_tokenizer):
+    """transformers 5 would load it as Qwen2Tokenizer (Qwen's pre-tokenizer) from config.json's model_type."""
+    from transformers import AutoTokenizer
+
+    from bielik.tokenizer.formats import load_hf_tokenizer
+    from tests.model.tiny_models import save_tiny
+
+    d = save_tiny(tmp_path / "q", "tiny-qwen2", tokenizer=tiny_tokenizer, vocab_size=2048)
+    text = "Ala ma kota\n  x 2024"
+    want = AutoTokenizer.from_pretrained(tiny_tokenizer)(text).input_ids
+    assert load_hf_tokenizer(d)(text).input_ids == want
+    assert load_tokenizer(d).encode(text) == AutoTokenizer.from_pretrained(tiny_tokenizer)(text, add_special_tokens=False).input_ids
