@@ -64,7 +64,7 @@ def test_shipped_model_separates_edited_text_from_corruptions(shipped_pl_docs):
     import random
 
     model = QualityModel()
-    docs = [d["text"][:4000] for d in shipped_pl_docs if 1500 < len(d["text"])][:30]
+    docs = [d["text"][: d["text"].rfind("\n", 0, 4000)] for d in shipped_pl_docs if 1500 < len(d["text"])][:30]
     rng = random.Random(0)
     low = [make_low(t, rng, docs)[0] for t in docs]
     P_good, P_low = model.proba(docs), model.proba(low)

@@ -173,8 +173,8 @@ class QualityTrainConfig(StageConfig):
     output: str = "runs/quality-model"
     label_key: str = "label"
     max_chars: int = Field(DEFAULT_MAX_CHARS, ge=200, description="features are computed on the first max_chars characters")
-    rounds: int = Field(300, ge=1)
-    max_depth: int = Field(6, ge=1)
+    rounds: int = Field(150, ge=1)
+    max_depth: int = Field(5, ge=1)
     eta: float = Field(0.1, gt=0)
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)

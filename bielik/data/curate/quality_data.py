@@ -72,8 +72,9 @@ def _passages(text: str, rng: random.Random, n: int, lo: int, hi: int) -> list[s
     """Up to ``n`` non-overlapping windows of lo..hi characters, cut at line boundaries."""
     lines = text.split("\n")
     out, i = [], 0
-    starts = list(range(len(lines)))
+    starts = list(range(1, len(lines)))
     rng.shuffle(starts)
+    starts.insert(0, 0)  # the document's beginning (titles, headings) is always one of the windows
     used: set[int] = set()
     for s in starts:
         if len(out) >= n:
