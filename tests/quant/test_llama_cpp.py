@@ -168,3 +168,24 @@ def test_cli_speed_and_clean_errors(pipeline, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bielik.cli", "quant", "compare", f"reference={pipeline['f32']}",
                           f"models=[{tmp_path / 'nothing.gguf'}]"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_recipe_runs_every_quant_stage(tmp_path):
+    from bielik.recipe import load_recipe, run_recipe
+    from tests.conftest import REPO
+
+    build_tools()
+    overrides = [
+        f"run_dir={tmp_path}", "tokenizer.vocab_size=1024", "tokenizer.max_chars=300000", "data.max_tokens=60000",
+        "init.overrides={num_hidden_layers: 1}", "pretrain.train.steps=2", "pretrain.train.eval.every=0",
+        "imatrix.text.chars=20000", "imatrix.ctx=64", "quantize.types=[Q4_K_M,IQ2_XXS]", "compare.text.chars=15000",
+        "compare.ctx=64", "speed.runs=1", "speed.prompt_tokens=16", "speed.new_tokens=4", "speed.hf_dtypes=[float32]"]
+    results = run_recipe(load_recipe(REPO / "recipes" / "quant-tiny.yaml", overrides))
+    rows = {(r["type"], r["imatrix"]) for r in results["compare"]["rows"]}
+    assert rows == {("Q4_K_M", False), ("Q4_K_M", True), ("IQ2_XXS", True)}
+    assert {r["engine"] for r in results["speed"]} == {"transformers", "llama.cpp"} and len(results["speed"]) == 3
+    for stage in ("export", "imatrix", "quantize", "compare", "speed"):
+        assert (tmp_path / stage / "metrics.json").is_file() and (tmp_path / stage / "lineage.json").is_file()
+    # a second run finds every stage done and skips it
+    again = run_recipe(load_recipe(REPO / "recipes" / "quant-tiny.yaml", overrides), dry_run=True)
+    assert set(again.values()) == {"done (skip)"}
