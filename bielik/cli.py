@@ -96,6 +96,8 @@ def _show_samples(samples: list[dict]) -> None:
 _stage_command(tokenizer_app, "train", "tokenizer.train", "Train a BPE tokenizer (HF directory); style=sentencepiece for byte fallback.")
 _stage_command(tokenizer_app, "stats", "tokenizer.stats", "Tokens, CpT and TpW of tokenizers on texts (Markdown table + chart).",
                lambda res: out.print(res["table"] + f"\nwritten to {res['output']}", highlight=False, markup=False))
+_stage_command(tokenizer_app, "merge", "tokenizer.merge", "Extend base=mistral-v0.1 with extra=DIR; report non-canonical words, unreachable tokens, conflicting merges.",
+               lambda res: out.print((Path(res["output"]) / "report.md").read_text(encoding="utf-8"), highlight=False, markup=False))
 _stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
 
 

@@ -37,6 +37,7 @@ def registry() -> dict[str, Stage]:
     from bielik.quant.imatrix import ImatrixConfig, compute_imatrix
     from bielik.quant.quantize import QuantizeConfig, quantize
     from bielik.quant.speed import SpeedConfig, bench_speed
+    from bielik.tokenizer.merge import TokenizerMergeConfig, merge_tokenizers
     from bielik.tokenizer.stats import TokenizerStatsConfig, tokenizer_stats
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
@@ -44,6 +45,7 @@ def registry() -> dict[str, Stage]:
     stages = [
         Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a BPE tokenizer (byte-level or SentencePiece-style with byte fallback)"),
         Stage("tokenizer.stats", TokenizerStatsConfig, tokenizer_stats, "tokens, characters per token, tokens per word of tokenizers on texts"),
+        Stage("tokenizer.merge", TokenizerMergeConfig, merge_tokenizers, "extend a base BPE vocabulary with a Polish one and measure merge ambiguity"),
         Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
         Stage("data.clean", curate.CleanStageConfig, curate.clean, "cleaning heuristics (encoding, boilerplate, tables, language, ...) with drop reasons"),
         Stage("data.anonymize", curate.AnonymizeStageConfig, curate.anonymize, "Polish PII -> typed placeholders, span-level report"),
