@@ -67,3 +67,10 @@ def test_pos_agreement_against_gold_ud_treebank():
     # measured 0.906 (docs/curation.md); a regression of the heuristic or mapping shows here
     assert res["accuracy"] > 0.89, res
     assert res["per_upos_recall"]["ADP"] > 0.98 and res["per_upos_recall"]["NOUN"] > 0.9
+
+
+def test_feature_docs_are_generated_from_the_code():
+    from bielik.data.curate.stylometry import markdown_table
+    from tests.conftest import REPO
+
+    assert (REPO / "docs" / "curation_features.md").read_text(encoding="utf-8") == markdown_table()

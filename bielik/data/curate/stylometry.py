@@ -414,3 +414,18 @@ def _default_extractor() -> FeatureExtractor:
     if not _DEFAULT:
         _DEFAULT.append(FeatureExtractor())
     return _DEFAULT[0]
+
+
+def markdown_table() -> str:
+    """The feature list as Markdown (docs/curation_features.md is generated from this)."""
+    rows = ["# Stylometric features", "",
+            "Generated from `bielik.data.curate.stylometry.FEATURES` by "
+            "`python -m bielik.data.curate.stylometry > docs/curation_features.md`; do not edit by hand.", "",
+            f"{len(FEATURES)} features, in the order of the feature vector.", "",
+            "| # | feature | definition |", "|---:|---|---|"]
+    rows += [f"| {i} | `{n}` | {d} |" for i, (n, d) in enumerate(FEATURES.items())]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
