@@ -8,7 +8,7 @@ Definitions (one request, batch 1, greedy):
 * output tokens/s = 1 / TPOT.
 
 HF models (fp32 and/or bf16 weights) are timed here: a prefill forward, then one forward per token
-with the KV cache (``past_key_values``), no ``generate()`` overheads. GGUF files are timed by
+with the KV cache (transformers 5's ``cache``), no ``generate()`` overheads. GGUF files are timed by
 llama.cpp's own ``llama-bench``: a ``pp<prompt>`` test (prefill) and a ``tg<new>`` test (decode);
 TTFT is the prefill time and TPOT the decode time per token. Every configuration runs ``runs``
 times after ``warmup`` runs; we report the median and the spread (min-max) — the machine's speed
@@ -93,10 +93,8 @@ def time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
             out = model(input_ids=ids, use_cache=True)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             t1 = time.perf_counter()
-            past = out.past_key_values
             for _ in range(cfg.new_tokens - 1):
-                out = model(input_ids=nxt, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = model(input_ids=nxt, cache=out.cache, use_cache=True)  # transformers 5: `cache`, not past_key_values
                 nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             t2 = time.perf_counter()
             if i >= cfg.warmup:
