@@ -74,3 +74,10 @@ def test_feature_docs_are_generated_from_the_code():
     from tests.conftest import REPO
 
     assert (REPO / "docs" / "curation_features.md").read_text(encoding="utf-8") == markdown_table()
+
+
+def test_form_cache_reset_gives_identical_features(shipped_pl_docs):
+    texts = [d["text"][:3000] for d in shipped_pl_docs[:20]]
+    ref = FeatureExtractor().many(texts)
+    small = FeatureExtractor(max_forms=50)  # forces many cache resets
+    np.testing.assert_array_equal(small.many(texts), ref)

@@ -226,26 +226,31 @@ def _form_vector(form: str, segs) -> np.ndarray:
 class FeatureExtractor:
     """Computes :data:`FEATURES` for documents; keeps a per-form cache of morphological vectors."""
 
-    def __init__(self, analyzer_: Analyzer | None = None, max_chars: int | None = None):
+    def __init__(self, analyzer_: Analyzer | None = None, max_chars: int | None = None, max_forms: int = 300_000):
         self.an = analyzer_ or analyzer()
-        self.max_chars = max_chars
-        self._vec: dict[str, np.ndarray] = {}
-        self._lemmas: dict[str, frozenset[str]] = {}
+        self.max_chars, self.max_forms = max_chars, max_forms
+        # per-form morphological rows live in one growing matrix: a document gathers its rows with
+        # one fancy-indexing call instead of stacking hundreds of small arrays
+        self._idx: dict[str, int] = {}
+        self._mat = np.zeros((4096, len(_M_KEYS)), dtype=np.float64)
+        self._lemmas: list[frozenset[str]] = []
 
-    def _vectors(self, forms: list[str]) -> np.ndarray:
-        rows = []
-        cache = self._vec
-        for f in forms:
-            v = cache.get(f)
-            if v is None:
-                if len(cache) > 300_000:
-                    cache.clear()
-                    self._lemmas.clear()
+    def _rows(self, forms) -> np.ndarray:
+        """Row indices of ``forms`` in the per-form matrix (analysing forms not seen before)."""
+        idx = self._idx
+        out = np.empty(len(forms), dtype=np.int64)
+        for i, f in enumerate(forms):
+            j = idx.get(f)
+            if j is None:
+                j = len(idx)
+                if j >= len(self._mat):
+                    self._mat = np.concatenate([self._mat, np.zeros_like(self._mat)])
                 segs = self.an.word(f)
-                v = cache[f] = _form_vector(f, segs)
-                self._lemmas[f] = frozenset(s.lemma for s in segs)
-            rows.append(v)
-        return np.stack(rows) if rows else np.zeros((0, len(_M_KEYS)))
+                self._mat[j] = _form_vector(f, segs)
+                self._lemmas.append(frozenset(s.lemma for s in segs))
+                idx[f] = j
+            out[i] = j
+        return out
 
     def __call__(self, text: str) -> np.ndarray:
         if self.max_chars:
@@ -254,6 +259,9 @@ class FeatureExtractor:
         put = lambda name, value: out.__setitem__(_INDEX[name], value)  # noqa: E731
         n_chars = max(len(text), 1)
 
+        if len(self._idx) >= self.max_forms:  # bound memory: start the per-form cache afresh
+            self._idx.clear()
+            self._lemmas.clear()
         words = _WORD.findall(text)
         n = len(words)
         counts = Counter(words)
@@ -261,7 +269,8 @@ class FeatureExtractor:
         if counts:
             forms = list(counts)
             w = np.fromiter(counts.values(), dtype=np.float64, count=len(forms))
-            V_rows = self._vectors(forms)
+            rows = self._rows(forms)
+            V_rows = self._mat[rows]
             m = w @ V_rows
         else:
             m = np.zeros(len(_M_KEYS))
@@ -310,19 +319,18 @@ class FeatureExtractor:
             put("str_capitalised_tokens", m[_M["_capit"]] / n)
             put("str_url_like", len(_URLISH.findall(text)) / n)
             put("str_placeholders", len(_PLACEHOLDER.findall(text)) / n)
-        put("lex_lemma_ttr", 0.0 if not n else min(len(frozenset().union(*(self._lemmas[f] for f in counts))) / seg, 1.0))
+        put("lex_lemma_ttr", 0.0 if not n else min(len(frozenset().union(*(self._lemmas[j] for j in rows))) / seg, 1.0))
         put("lex_function_words", m[_M["_func"]] / seg)
 
         # --- syntax proxies
         sents = [s for s in _SENT_END.split(text) if s and s.strip()]
         ns = max(len(sents), 1)
         slen_l, verbless = [], 0
-        vec = self._vec
-        vi = _M["_verb"]
+        idx, verb_col = self._idx, self._mat[:, _M["_verb"]]
         for s_ in sents:
             ws = _WORD.findall(s_)
             slen_l.append(len(ws))
-            verbless += not any(vec[f][vi] for f in ws if f in vec)
+            verbless += not any(verb_col[idx[f]] for f in ws if f in idx)
         slen = np.array(slen_l or [0], dtype=np.float64)
         put("syn_log_sentences", math.log1p(len(sents)))
         put("syn_mean_sent_len", slen.mean() / 50)
