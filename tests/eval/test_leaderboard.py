@@ -100,3 +100,22 @@ def test_cli_eq_bench(tmp_path, tiny_model):
     r = json.loads((tmp_path / "eq" / "results_0shot.json").read_text())
     assert set(r["results"]) == {"polish_eq_bench"} and "average_eqbench,none" in r["results"]["polish_eq_bench"]
     assert json.loads((tmp_path / "eq" / "lineage.json").read_text())["stage"] == "eval.eq_bench"
+
+
+def test_eval_recipe_plan():
+    from bielik.recipe import load_recipe, plan
+
+    steps = plan(load_recipe(REPO / "recipes" / "eval-pl.yaml", ["leaderboard.model=/m", "leaderboard.limit=5"]))
+    assert [s[1].kind for s in steps] == ["eval.leaderboard", "eval.eq_bench", "eval.mt_bench"]
+    assert steps[0][2].model == "/m" and steps[0][2].limit == 5
+
+
+@pytest.mark.slow
+def test_eval_recipe_runs(tmp_path, tiny_model):
+    from bielik.recipe import load_recipe, run_recipe
+
+    over = [f"run_dir={tmp_path}", "leaderboard.limit=4", "leaderboard.num_fewshot=[0,1]", "leaderboard.perplexity.max_docs=2",
+            "eq_bench.limit=2", "mt_bench.max_new_tokens=4"] + [f"{s}.model={tiny_model}" for s in ("leaderboard", "eq_bench", "mt_bench")]
+    results = run_recipe(load_recipe(REPO / "recipes" / "eval-pl.yaml", over))
+    assert set(results) == {"leaderboard", "eq_bench", "mt_bench"}
+    assert (tmp_path / "leaderboard" / "results.md").is_file() and (tmp_path / "mt_bench" / "model_answer.jsonl").is_file()
