@@ -86,7 +86,7 @@ def check_compatible(paths: list[Path], readers: list) -> None:
         for k in names:
             a, b = readers[0].shape(k), r.shape(k)
             if a != b:
-                vocab = " (the vocabularies differ in size)" if "embed" in k or "lm_head" in k else ""
+                vocab = " (the vocabularies differ in size)" if ("embed" in k or "lm_head" in k) and a[0] != b[0] else ""
                 raise BielikError(f"cannot merge: tensor {k} has shape {list(a)} in {paths[0]} but {list(b)} in {p}{vocab}")
     base_vocab = _vocab_fingerprint(paths[0])
     for p in paths[1:]:
