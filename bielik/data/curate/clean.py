@@ -99,8 +99,8 @@ _BOILER = re.compile(
 )
 _NAV_SEP = re.compile(r"\s(?:\||»|›|•|·|/|>)\s")
 _NUMERIC_TOKEN = re.compile(r"^[\d.,:%+\-–/()]+$")
-_WORDS = re.compile(r"\S+")
-_ALPHA_WORDS = re.compile(r"(?<!\S)[„\"(]?[^\W\d_]{2,}[.,;:!?\"”)]*(?!\S)")
+_ALPHA_RUN = re.compile(r"[^\W\d_]{2,}")
+_DIGIT = re.compile(r"\d")
 _FINAL_OK = ".!?…:;\"”»)'*]"
 
 
@@ -212,7 +212,9 @@ def _is_table_line(line: str) -> bool:
         return False
     if s.count("|") >= 2 or s.count("\t") >= 2:
         return True
-    toks = _WORDS.findall(s)
+    if not _DIGIT.search(s):
+        return False
+    toks = s.split()
     if len(toks) < 3:
         return False
     numeric = sum(1 for t in toks if _NUMERIC_TOKEN.match(t))
@@ -236,8 +238,9 @@ def step_non_linguistic(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     letters = sum(map(str.isalpha, text))
     if nonspace and letters / nonspace < cfg.min_letter_ratio:
         return StepResult(False, text, "non_linguistic")
-    n_toks = len(_WORDS.findall(text))
-    if n_toks and len(_ALPHA_WORDS.findall(text)) / n_toks < cfg.min_word_ratio:
+    n_toks = len(text.split())
+    # alphabetic runs of ≥ 2 letters per whitespace token (≈ share of word-like tokens)
+    if n_toks and min(len(_ALPHA_RUN.findall(text)) / n_toks, 1.0) < cfg.min_word_ratio:
         return StepResult(False, text, "non_linguistic")
     return StepResult(True, text)
 
@@ -251,7 +254,7 @@ def step_truncated(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 
 
 def step_min_length(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
-    if len(text) < cfg.min_chars or len(_WORDS.findall(text)) < cfg.min_words:
+    if len(text) < cfg.min_chars or len(text.split()) < cfg.min_words:
         return StepResult(False, text, "too_short")
     return StepResult(True, text)
 
