@@ -102,6 +102,10 @@ def _load_hf(spec: TaskSpec, split: str) -> list[dict] | None:
     return [dict(r) for r in ds]
 
 
+class MissingDataError(DataError):
+    """A task's split has no data file (the message says where to get it)."""
+
+
 def missing_data_message(spec: TaskSpec, split: str, data_dirs: list[Path]) -> str:
     cands = spec.dataset.files.get(split)
     names = [cands] if isinstance(cands, str) else (cands or [])

@@ -17,7 +17,7 @@ from typing import Any
 
 from bielik.errors import DataError
 from bielik.eval import metrics as M
-from bielik.eval.data import load_split, missing_data_message
+from bielik.eval.data import MissingDataError, load_split, missing_data_message
 from bielik.eval.lm import EvalLM
 from bielik.eval.tasks import FewshotSampler, Prompter, TaskSpec
 from bielik.log import get_logger
@@ -52,7 +52,7 @@ def prepare_task(spec: TaskSpec, num_fewshot: int, data_dirs: list[Path], *, spl
             used = s
             break
     if docs is None:
-        raise DataError(missing_data_message(spec, cands[0] if cands else "test", data_dirs))
+        raise MissingDataError(missing_data_message(spec, cands[0] if cands else "test", data_dirs))
     if not docs:
         raise DataError(f"task {spec.task}: split '{used}' has no documents")
     n_original = len(docs)
@@ -178,12 +178,12 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
         try:
             task = prepare_task(spec, num_fewshot, data_dirs, split=split, split_fallback=split_fallback, limit=limit,
                                 seed=seed, hf_datasets=hf_datasets, chat_template=chat)
-        except DataError as exc:
-            if split is None and "no data for split" in str(exc):
-                log.warning("skipping %s: %s", spec.task, exc)
-                extra["skipped"][spec.task] = str(exc)
-                continue
-            raise
+        except MissingDataError as exc:
+            if split is not None:  # the user asked for this split: not having it is an error
+                raise
+            log.warning("skipping %s: %s", spec.task, exc)
+            extra["skipped"][spec.task] = str(exc)
+            continue
         t0 = time.time()
         records = run_task(lm, task, chat=chat is not None)
         entry = aggregate_task(spec, records, bootstrap_iters)

@@ -158,12 +158,13 @@ class EvalLM:
     def loglikelihood(self, docs: Sequence[Choices], desc: str = "log-likelihood") -> list[list[tuple[float, bool]]]:
         """For every document, (log p(choice | context), is_greedy) of each choice."""
         items: list[tuple[int, int, Choices]] = []  # (doc index, first choice index, piece)
+        out: list[list[tuple[float, bool] | None]] = []
         for d, doc in enumerate(docs):
             j = 0
             for piece in self._truncated(doc):
                 items.append((d, j, piece))
                 j += len(piece.continuations)
-        out: list[list[tuple[float, bool] | None]] = [[None] * sum(len(p.continuations) for p in self._truncated(doc)) for doc in docs]
+            out.append([None] * j)
         order = sorted(range(len(items)), key=lambda i: -(len(items[i][2].context) + max(map(len, items[i][2].continuations))))
         with progress(desc, total=len(docs), unit="doc") as bar:
             for batch in self._batches(order, lambda i: len(items[i][2].context) + max(map(len, items[i][2].continuations)),
@@ -193,7 +194,8 @@ class EvalLM:
         batches, cur, cur_len, cur_rows = [], [], 0, 0
         for i in order:
             n_len, n_rows = max(cur_len, length(i)), cur_rows + rows(i)
-            if cur and (n_len * max(len(cur) + 1, n_rows) > self.batch_tokens or len(cur) + 1 > self.max_batch or n_rows > 4 * self.max_batch):
+            # rows x length bounds both passes: the contexts and the per-choice expanded cache
+            if cur and (n_len * max(len(cur) + 1, n_rows) > self.batch_tokens or len(cur) + 1 > self.max_batch):
                 batches.append(cur)
                 cur, n_len, n_rows = [], length(i), rows(i)
             cur.append(i)

@@ -119,3 +119,16 @@ def test_eval_recipe_runs(tmp_path, tiny_model):
     results = run_recipe(load_recipe(REPO / "recipes" / "eval-pl.yaml", over))
     assert set(results) == {"leaderboard", "eq_bench", "mt_bench"}
     assert (tmp_path / "leaderboard" / "results.md").is_file() and (tmp_path / "mt_bench" / "model_answer.jsonl").is_file()
+
+
+def test_chat_template_option(eval_lm):
+    """apply_chat_template wraps the whole (few-shot) prompt in one user turn; choices follow without a space (lm-eval)."""
+    from bielik.eval.data import search_dirs
+    from bielik.eval.harness import evaluate
+
+    names = ["polemo2_in_multiple_choice", "polemo2_in"]
+    _, samples = evaluate(eval_lm, [get_task(n) for n in names], 1, search_dirs(None), limit=2, apply_chat_template=True, bootstrap_iters=0)
+    ctx, cont = samples["polemo2_in_multiple_choice"][0]["arguments"][0]
+    assert ctx.startswith("<s><|im_start|>user\nOpinia:") and ctx.endswith("Sentyment:<|im_end|>\n<|im_start|>assistant\n")
+    assert cont == "Neutralny" and ctx.count("<|im_start|>user") == 1 and "\n\nOpinia:" in ctx
+    assert samples["polemo2_in"][0]["arguments"][0][0].endswith("<|im_start|>assistant\n")
