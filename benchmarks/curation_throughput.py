@@ -14,7 +14,9 @@ worker, dedup included) on the same documents and reports its end-to-end docs/s.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curation_throughput.py [--rounds 3] [--pipeline]
 
-Target: ≥ 200 docs/s/core for the four steps together. Whatever comes out is reported.
+Reported per step: docs/s of wall time and docs per CPU-second of this process (on a machine other
+processes keep busy, the CPU-time figure is the per-core throughput). Target: ≥ 200 docs/s/core for
+the four steps together. Whatever comes out is reported.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ def load_docs(max_chars: int) -> list[str]:
     return docs
 
 
-def timed(fn, docs) -> float:
-    t = time.perf_counter()
+def timed(fn, docs) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to run ``fn`` on every document."""
+    t, c = time.perf_counter(), time.process_time()
     for d in docs:
         fn(d)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def main() -> None:
@@ -82,27 +85,31 @@ def main() -> None:
     fx = fx_cold  # now warm
     X = fx.many(docs)
 
-    times: dict[str, list[float]] = {k: [] for k in ("clean", "anonymise", "features (warm)", "classify")}
+    def classify(_):
+        for i in range(0, n, 64):
+            model.proba_features(X[i:i + 64])
+
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("clean", "anonymise", "features (warm)", "classify")}
     for _ in range(args.rounds):
         times["clean"].append(timed(lambda d: cleaner(d, {}), docs))
         times["anonymise"].append(timed(anonymize, docs))
         times["features (warm)"].append(timed(fx, docs))
-        t = time.perf_counter()
-        for i in range(0, n, 64):
-            model.proba_features(X[i:i + 64])
-        times["classify"].append(time.perf_counter() - t)
+        times["classify"].append(timed(classify, [None]))
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    rows = [(k, n / v, 1000 * v / n) for k, v in med.items()]
-    rows.insert(3, ("features (cold)", n / t_cold, 1000 * t_cold / n))
-    print(f"\n| step | docs/s/core | ms/doc |\n|---|---:|---:|")
-    for k, r, ms in rows:
-        print(f"| {k} | {r:,.0f} | {ms:.2f} |")
-    warm_total = sum(med.values())
-    cold_total = warm_total - med["features (warm)"] + t_cold
-    print(f"| **all four, warm caches** | **{n / warm_total:,.0f}** | {1000 * warm_total / n:.2f} |")
-    print(f"| all four, cold caches | {n / cold_total:,.0f} | {1000 * cold_total / n:.2f} |")
-    print("target: >= 200 docs/s/core (warm)")
+    # wall-clock docs/s suffers when other processes share the cores; CPU-time docs/s (documents per
+    # second of this process's CPU time) is the per-core figure on a busy machine
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
+    rows = [(k, n / w, n / c, 1000 * c / n) for k, (w, c) in med.items()]
+    rows.insert(3, ("features (cold)", n / t_cold[0], n / t_cold[1], 1000 * t_cold[1] / n))
+    print("\n| step | docs/s (wall) | docs/s per CPU-second | CPU ms/doc |\n|---|---:|---:|---:|")
+    for k, rw, rc, ms in rows:
+        print(f"| {k} | {rw:,.0f} | {rc:,.0f} | {ms:.2f} |")
+    warm_w, warm_c = sum(w for w, _ in med.values()), sum(c for _, c in med.values())
+    cold_w = warm_w - med["features (warm)"][0] + t_cold[0]
+    cold_c = warm_c - med["features (warm)"][1] + t_cold[1]
+    print(f"| **all four, warm caches** | {n / warm_w:,.0f} | **{n / warm_c:,.0f}** | {1000 * warm_c / n:.2f} |")
+    print(f"| all four, cold caches | {n / cold_w:,.0f} | {n / cold_c:,.0f} | {1000 * cold_c / n:.2f} |")
+    print(f"target: >= 200 docs/s/core (warm). load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     if args.pipeline:
         from bielik.data.curate.config import CurateConfig
@@ -114,10 +121,11 @@ def main() -> None:
             with open(inp / "docs.jsonl", "w", encoding="utf-8") as fh:
                 for i, d in enumerate(docs):
                     fh.write(json.dumps({"id": str(i), "text": d}, ensure_ascii=False) + "\n")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             m = curate(CurateConfig(inputs=[str(inp)], output=str(Path(tmp) / "out")))
-            dt = time.perf_counter() - t
-            print(f"\ndata.curate stage (datatrove, 1 worker, dedup included): {n / dt:,.0f} docs/s "
+            dt, dc = time.perf_counter() - t, time.process_time() - c
+            print(f"\ndata.curate stage (datatrove, 1 worker in-process, cold caches, dedup included): "
+                  f"{n / dt:,.0f} docs/s wall, {n / dc:,.0f} docs per CPU-second "
                   f"({dt:.1f} s; kept {m['kept']:,} of {m['input']:,})")
 
 
