@@ -210,9 +210,11 @@ def _regex_replace(string: str, pattern: str, repl: str, count: int = 0) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _jinja_env():
-    from jinja2 import BaseLoader, Environment, StrictUndefined
+    from jinja2 import BaseLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = Environment(loader=BaseLoader(), undefined=StrictUndefined, keep_trailing_newline=True)
+    # lm-eval's settings, in Jinja's sandbox: task files from an include_path must not run arbitrary code
+    env = ImmutableSandboxedEnvironment(loader=BaseLoader(), undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters["regex_replace"] = _regex_replace
     return env
 
@@ -224,10 +226,11 @@ def _template(source: str):
 
 def render(source: str, doc: dict) -> str:
     from jinja2 import TemplateError
+    from jinja2.exceptions import SecurityError
 
     try:
         return _template(source).render(**doc)
-    except TemplateError as exc:
+    except (TemplateError, SecurityError) as exc:
         raise DataError(f"template {source[:60]!r}... failed on document with fields {sorted(doc)}: {exc}") from None
 
 

@@ -101,3 +101,13 @@ def test_shipped_data_loads_and_polqa_processing(tmp_path):
     open_book = load_split(get_task("polish_polqa_open_book"), "test", dirs)
     assert [d["answers"] for d in open_book] == [["Mickiewicz"], ["w Krakowie", "Kraków"]]
     assert len(load_split(get_task("polish_polqa_closed_book"), "test", dirs)) == 2
+
+
+def test_templates_render_in_a_sandbox():
+    from bielik.eval.tasks import render
+
+    assert render("{{ {'a': 1}.get(x, 0) }}-{{ ['p', 'q'].index(y) }}", {"x": "a", "y": "q"}) == "1-1"
+    with pytest.raises(DataError):
+        render("{{ x.__class__.__mro__[1].__subclasses__() }}", {"x": ""})
+    with pytest.raises(DataError):
+        render("{{ missing }}", {})
