@@ -103,3 +103,26 @@ def test_features_table(raw):
     m = features(FeaturesStageConfig(inputs=[str(raw / "in" / "a.jsonl")], output=str(raw / "feat")))
     t = pq.read_table(raw / "feat" / "features" / "00000.parquet")
     assert t.num_rows == 8 == m["kept"] and t.column_names == ["id", *FEATURE_NAMES]
+
+
+def test_datatrove_minhash_engine_agrees_with_datasketch(tmp_path, shipped_pl_docs):
+    import random
+
+    news = [d for d in shipped_pl_docs if d["id"].startswith("ntrex")][:10]
+    rng = random.Random(1)
+    copies = []
+    for d in news[:3]:
+        words = d["text"].split(" ")
+        for i in rng.sample(range(len(words)), len(words) // 100):
+            words[i] = "zmienione"
+        copies.append({"id": "copy-" + d["id"], "text": " ".join(words)})
+    (tmp_path / "in").mkdir()
+    _write(tmp_path / "in" / "a.jsonl", [{"id": d["id"], "text": d["text"]} for d in news])
+    _write(tmp_path / "in" / "b.jsonl", copies)
+    dropped = {}
+    for engine in ("datasketch", "datatrove"):
+        out = tmp_path / engine
+        m = curate(CurateConfig(inputs=[str(tmp_path / "in")], output=str(out), steps=["dedup"], dedup={"engine": engine}))
+        dropped[engine] = sorted(r["id"] for r in _read_dir(out / "dropped"))
+        assert m["kept"] == 10 and len(_read_dir(out / "data")) == 10
+    assert dropped["datasketch"] == dropped["datatrove"] == sorted(c["id"] for c in copies)

@@ -8,10 +8,12 @@
   documents become candidates with probability 1 − (1 − s^r)^b for Jaccard similarity s. The first
   document of a cluster (in input order) is kept; later ones are dropped with ``duplicate_of``.
 
-The index lives in one process (a few hundred bytes per document: fine for tens of millions of
-documents on one machine). Beyond that, datatrove's four-stage MinHash pipeline
-(``MinhashDedupSignature`` → ``Buckets`` → ``Cluster`` → ``Filter``) shards the same computation
-across a cluster; see docs/curation.md.
+With ``engine="datasketch"`` the index lives in one process (a few hundred bytes per document:
+fine for tens of millions of documents on one machine). With ``engine="datatrove"`` the same
+banding runs as datatrove's four sharded stages (``MinhashDedupSignature`` → ``Buckets`` →
+``Cluster`` → ``Filter``, see :func:`bielik.data.curate.pipeline.run_minhash`) on the configured
+executor; ``b`` and ``r`` are the ones datasketch would pick for ``threshold`` and ``num_perm``, and
+exact copies fall out as Jaccard-1 near-duplicates. Both use :func:`normalize` and word shingles.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from typing import Literal
 
 from pydantic import Field
 
@@ -28,6 +31,8 @@ _NON_WORD = re.compile(r"[\W\d_]+", re.UNICODE)
 
 
 class DedupConfig(StageConfig):
+    engine: Literal["datasketch", "datatrove"] = Field(
+        "datasketch", description="datasketch: one global in-process index; datatrove: its 4-stage sharded MinHash (clusters)")
     exact: bool = True
     near: bool = True
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets counted as near-duplicate")
@@ -93,6 +98,13 @@ class Deduplicator:
             self._lsh.insert(doc_id, m)
         self.counts["kept"] += 1
         return None
+
+
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands b, rows r) minimising false positives + negatives at ``threshold`` (datasketch's choice)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
 def jaccard(a: str, b: str, ngram: int = 5) -> float:

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils.word_tokenizers import WordTokenizer
 from bielik.data.curate.config import AnonymizeConfig, PipelineBase, QualityFilterOptions
 from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
@@ -82,7 +85,7 @@ class BielikReader(PipelineStep):
         for f in self.files[rank::world_size]:
             self.stat_update("input_files")
             for lineno, rec in iter_jsonl_records(Path(f), self.on_error, self.text_key, bad):
-                meta = {k: rec[k] for k in ("url", "source", "lang", "license") if rec.get(k) is not None}
+                meta = {k: rec[k] for k in ("url", "source", "lang", "license", "curation") if rec.get(k) is not None}
                 meta["file"], meta["line"] = Path(f).name, lineno
                 n += 1
                 self.stat_update("documents")
@@ -207,6 +210,46 @@ class FeaturesWriter(PipelineStep):
         tmp.replace(path)
 
 
+class NormalizedWordTokenizer(WordTokenizer):
+    """Words of :func:`bielik.data.curate.dedup.normalize`'d text: the same shingles as the
+    datasketch engine, and no NLTK/spaCy download for Polish."""
+
+    def word_tokenize(self, text: str) -> list[str]:
+        from bielik.data.curate.dedup import normalize
+
+        return normalize(text).split()
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [s for s in re.split(r"(?<=[.!?…])\s+", text) if s]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+class RecordWriter(DiskWriter):
+    """Our record format (``id``, ``text``, ``curation``, ...) as gzipped JSONL via datatrove's
+    writer machinery (``${rank}`` files); ``drop_reason`` marks what it writes as dropped."""
+
+    default_output_filename = "${rank}.jsonl"
+    name = "bielik records"
+
+    def __init__(self, output_folder: str, drop_reason: str | None = None):
+        super().__init__(output_folder, compression="gzip", mode="wt", adapter=_adapt_record)
+        self.drop_reason = drop_reason
+
+    def _write(self, document: dict, file_handler, _filename: str) -> None:
+        if self.drop_reason:
+            document["curation"]["drop_reason"] = self.drop_reason
+        file_handler.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _adapt_record(self, doc) -> dict:
+    rec = _record(doc)
+    if "minhash_cluster_id" in doc.metadata and doc.metadata["minhash_cluster_id"] != -1:
+        rec["curation"]["duplicate_cluster"] = int(doc.metadata["minhash_cluster_id"])
+    return rec
+
+
 def _record(doc) -> dict:
     meta = doc.metadata
     rec = {"id": doc.id, "text": doc.text}
@@ -271,14 +314,17 @@ def n_tasks(cfg: PipelineBase, files: list[Path]) -> int:
     return cfg.executor.tasks or len(files)
 
 
-def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path):
+def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path, logs_name: str = "logs",
+                   depends=None, whole: bool = False):
+    """The configured datatrove executor; ``whole`` ignores the node slice (stages after the shards)."""
     ex = cfg.executor
-    logs = str(work / "logs")
+    logs = str(work / logs_name)
     if ex.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers if ex.workers != -1 else tasks,
-                                     logging_dir=logs, local_tasks=ex.local_tasks, local_rank_offset=ex.local_rank_offset)
+        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(ex.workers if ex.workers != -1 else tasks, tasks),
+                                     logging_dir=logs, local_tasks=-1 if whole else ex.local_tasks,
+                                     local_rank_offset=0 if whole else ex.local_rank_offset, depends=depends)
     if ex.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -286,16 +332,16 @@ def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path):
             raise BielikError("executor.partition is required with executor.kind=slurm")
         return SlurmPipelineExecutor(pipeline=pipeline, tasks=tasks, time=ex.time, partition=ex.partition,
                                      cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=int(max(1, ex.mem_per_cpu_gb)),
-                                     workers=ex.workers, logging_dir=logs, job_name="bielik-curate",
-                                     venv_path=ex.venv_path, sbatch_args=ex.sbatch_args or None)
+                                     workers=ex.workers, logging_dir=logs, job_name=f"bielik-{logs_name}",
+                                     venv_path=ex.venv_path, sbatch_args=ex.sbatch_args or None, depends=depends)
     from datatrove.executor import RayPipelineExecutor
 
     return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers, logging_dir=logs,
-                               cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb)
+                               cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, depends=depends)
 
 
-def completed_ranks(work: Path, tasks: int) -> list[int]:
-    done = work / "logs" / "completions"
+def completed_ranks(work: Path, tasks: int, logs_name: str = "logs") -> list[int]:
+    done = work / logs_name / "completions"
     return [r for r in range(tasks) if (done / f"{r:05d}").exists()]
 
 
@@ -324,6 +370,47 @@ def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path,
     executor.run()
     done = completed_ranks(work, tasks)
     return work, tasks, len(done) == tasks
+
+
+def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
+    """datatrove's 4-stage MinHash dedup over ``work/kept`` into ``work/minhash/{data,dropped}``.
+
+    Signatures per shard → ``b`` bucket tasks → one clustering task → the filter re-reads each shard
+    in the same order and keeps one document per cluster. Returns whether all four stages are done
+    (on Slurm they are submitted as dependent jobs; re-run the command when they have finished).
+    """
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
+    )
+
+    from datatrove.utils.hashing import HashConfig
+
+    from bielik.data.curate.dedup import lsh_bands
+
+    files = sorted(str(f) for f in (work / "kept").glob("*.jsonl.gz"))
+    tasks = len(files)
+    bands, rows = lsh_bands(dedup.threshold, dedup.num_perm)
+    # sha1 shingle hashes: datatrove's xxhash path passes str, which xxhash ≥ 4 rejects
+    mh = MinhashConfig(n_grams=dedup.ngram, num_buckets=bands, hashes_per_bucket=rows, seed=dedup.seed,
+                       hash_config=HashConfig(precision=64, hash_fc="sha1"))
+    mdir = work / "minhash"
+    counters = str(mdir / "counters")
+
+    def reader():
+        return BielikReader(files, "text", "raise", counters)
+
+    s1 = build_executor([reader(), MinhashDedupSignature(str(mdir / "signatures"), config=mh, language=NormalizedWordTokenizer())],
+                        cfg, tasks, work, "logs-minhash1", whole=True)
+    s2 = build_executor([MinhashDedupBuckets(str(mdir / "signatures"), str(mdir / "buckets"), config=mh)],
+                        cfg, mh.num_buckets, work, "logs-minhash2", depends=s1, whole=True)
+    s3 = build_executor([MinhashDedupCluster(str(mdir / "buckets"), str(mdir / "remove_ids"), config=mh, save_cluster_id=True)],
+                        cfg, 1, work, "logs-minhash3", depends=s2, whole=True)
+    s4 = build_executor([reader(), MinhashDedupFilter(str(mdir / "remove_ids"), load_cluster_ids=True,
+                                                      exclusion_writer=RecordWriter(str(mdir / "dropped"), "duplicate_near")),
+                         RecordWriter(str(mdir / "data"))], cfg, tasks, work, "logs-minhash4", depends=s3, whole=True)
+    _quiet_datatrove()
+    s4.run()  # runs (or submits) its dependencies first
+    return len(completed_ranks(work, tasks, "logs-minhash4")) == tasks
 
 
 def _quiet_datatrove() -> None:

@@ -32,17 +32,28 @@ log = get_logger(__name__)
 def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: DedupConfig | None,
               extra_metrics: dict | None = None, features: bool = False) -> dict:
     counts = gather_counts(work)
+    kept_dir, deduper = work / "kept", None
+    if dedup is not None and dedup.engine == "datatrove":
+        # run_minhash already split the kept shards into minhash/data and minhash/dropped
+        kept_dir = work / "minhash" / "data"
+        n_dup = sum(1 for f in (work / "minhash" / "dropped").glob("*.jsonl.gz") for _ in gzip.open(f, "rt"))
+        counts["dropped_duplicate_near"] += n_dup
+        counts["kept"] -= n_dup
+    elif dedup is not None:
+        deduper = Deduplicator(dedup)
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
         (out / "data").mkdir()
+        hidden = lambda d, names: [n for n in names if n.startswith(".")]  # noqa: E731
         if cfg.keep_dropped:
-            shutil.copytree(work / "dropped", out / "dropped",
-                            ignore=lambda d, names: [n for n in names if n.startswith(".")])
+            shutil.copytree(work / "dropped", out / "dropped", ignore=hidden)
+            if kept_dir != work / "kept":
+                for f in sorted((work / "minhash" / "dropped").glob("*.jsonl.gz")):
+                    shutil.copy(f, out / "dropped" / f"dup-{f.name}")
         if features:
             shutil.copytree(work / "features", out / "features")
-        deduper = Deduplicator(dedup) if dedup is not None else None
         total_kept = counts.get("kept", 0)
         with progress("dedup + write" if deduper else "write", total=total_kept, unit="doc") as rep:
-            for shard in sorted((work / "kept").glob("*.jsonl.gz")):
+            for shard in sorted(kept_dir.glob("*.jsonl.gz")):
                 dup_path = out / "dropped" / f"dup-{shard.name}"
                 with gzip.open(out / "data" / shard.name, "wt", encoding="utf-8") as fo:
                     dup_fh = None
@@ -86,8 +97,12 @@ def iter_shard_records_of(path: Path):
 
 
 def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = None, features: bool = False) -> dict:
+    from bielik.data.curate.pipeline import run_minhash
+
     files = check_files(cfg)
     work, tasks, complete = run_shards(cfg, steps, files)
+    if complete and dedup is not None and dedup.engine == "datatrove":
+        complete = run_minhash(cfg, dedup, work)
     if not complete:
         # Slurm/Ray jobs run detached, or some local task failed: finalising needs every shard
         return {"status": "incomplete", "work_dir": str(work),
