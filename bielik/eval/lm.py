@@ -214,29 +214,30 @@ class EvalLM:
         first_lp, first_greedy = self._token_scores(last[row_doc.to(last.device)], torch.tensor([c[0] for _, c in rows]))
         lp = first_lp.tolist()
         greedy = first_greedy.tolist()
-        if max(len(c) for _, c in rows) > 1:
-            # pass 2: the choices' tokens on top of their document's cached context
-            cache.reorder_cache(row_doc.to(self.device))
-            t2 = max(len(c) - 1 for _, c in rows)
-            inputs = _pad([c[:-1] for _, c in rows], self.pad_id)
+        multi = [r for r, (_, c) in enumerate(rows) if len(c) > 1]
+        if multi:
+            # pass 2: the tokens of the multi-token choices on top of their document's cached context
+            cache.reorder_cache(row_doc[multi].to(self.device))
+            t2 = max(len(rows[r][1]) - 1 for r in multi)
+            inputs = _pad([rows[r][1][:-1] for r in multi], self.pad_id)
             width = h1.shape[1]
-            mask = torch.zeros((len(rows), width + t2), dtype=torch.long)
-            for r, (b, _) in enumerate(rows):
-                mask[r, : ctx_lens[b]] = 1
+            mask = torch.zeros((len(multi), width + t2), dtype=torch.long)
+            for i, r in enumerate(multi):
+                mask[i, : ctx_lens[rows[r][0]]] = 1
             mask[:, width:] = 1
-            pos = torch.tensor([ctx_lens[b] for b, _ in rows])[:, None] + torch.arange(t2)[None, :]
+            pos = torch.tensor([ctx_lens[rows[r][0]] for r in multi])[:, None] + torch.arange(t2)[None, :]
             h2, _ = self._hidden(inputs, cache=cache, attention_mask=mask, position_ids=pos)
-            sel_r, sel_t, targets = [], [], []
-            for r, (_, c) in enumerate(rows):
+            sel_i, sel_t, targets = [], [], []
+            for i, r in enumerate(multi):
+                c = rows[r][1]
                 for t in range(len(c) - 1):
-                    sel_r.append(r)
+                    sel_i.append(i)
                     sel_t.append(t)
                     targets.append(c[t + 1])
-            if targets:
-                lp2, g2 = self._token_scores(h2[torch.tensor(sel_r), torch.tensor(sel_t)], torch.tensor(targets))
-                for r, v, g in zip(sel_r, lp2.tolist(), g2.tolist()):
-                    lp[r] += v
-                    greedy[r] = greedy[r] and g
+            lp2, g2 = self._token_scores(h2[torch.tensor(sel_i), torch.tensor(sel_t)], torch.tensor(targets))
+            for i, v, g in zip(sel_i, lp2.tolist(), g2.tolist()):
+                lp[multi[i]] += v
+                greedy[multi[i]] = greedy[multi[i]] and g
         out, r = [], 0
         for p in pieces:
             out.append([(float(lp[r + k]), bool(greedy[r + k])) for k in range(len(p.continuations))])
