@@ -41,20 +41,34 @@ class ExportConfig(StageConfig):
     overwrite: bool = False
 
 
-def detect_pretokenizer(tokenizer_json: str | Path) -> str | None:
-    """llama.cpp's name for the pre-tokenizer declared in an HF ``tokenizer.json``, or None.
+def detect_pretokenizer(model_dir: str | Path) -> str | None:
+    """llama.cpp's name for the pre-tokenizer the HF tokenizer of ``model_dir`` really applies, or None.
+
+    We ask ``AutoTokenizer`` (as the converter does) rather than reading ``tokenizer.json``: in
+    transformers 5 a model directory's ``model_type`` can select a tokenizer class that installs its
+    own pre-tokenizer (a ``qwen2`` model loads ``Qwen2Tokenizer``, which splits digits one by one
+    whatever ``tokenizer.json`` says), and the GGUF must split text like the tokenizer users get.
+    """
+    path = Path(model_dir)
+    if not (path / "tokenizer.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        data = json.loads(tok.backend_tokenizer.to_str())
+    except Exception as exc:  # noqa: BLE001 - any loading failure is the user's tokenizer files
+        raise BielikError(f"{path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
+    return pretokenizer_name(data)
+
+
+def pretokenizer_name(data: dict) -> str | None:
+    """llama.cpp's name for the pre-tokenizer of a serialised HF ``tokenizers`` tokenizer, or None.
 
     ``None`` means "not a BPE tokenizer with a pre-tokenizer llama.cpp implements" (SentencePiece
     models do not need one). Recognised: ``ByteLevel(use_regex=True)`` (GPT-2's split), and a
     ``Split`` with the GPT-2, Llama-3 or Qwen2 regex followed by ``ByteLevel(use_regex=False)``.
     """
-    path = Path(tokenizer_json)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BielikError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if (data.get("model") or {}).get("type") != "BPE":
         return None
     pre = data.get("pre_tokenizer") or {}
@@ -90,7 +104,7 @@ def convert(model: str | Path, outfile: Path, outtype: str, log_file: Path | Non
     from bielik.quant.toolchain import llama_cpp_source
 
     model = Path(model)
-    pre = detect_pretokenizer(model / "tokenizer.json") or "-"
+    pre = detect_pretokenizer(model) or "-"
     src = llama_cpp_source()
     cmd = [sys.executable, "-m", "bielik.quant.convert_entry", str(src), pre,
            str(model), "--outfile", str(outfile), "--outtype", outtype]

@@ -74,21 +74,26 @@ def test_imatrix_entries_read_and_validated(tmp_path):
         imatrix_entries(write_gguf(tmp_path / "model.gguf"))
 
 
-def test_pretokenizer_of_bielik_tokenizer_is_gpt2(tiny_tokenizer):
-    assert detect_pretokenizer(tiny_tokenizer / "tokenizer.json") == "gpt-2"
+def test_pretokenizer_is_the_one_hf_applies(tiny_tokenizer, tiny_model, tmp_path):
+    assert detect_pretokenizer(tiny_tokenizer) == "gpt-2"
+    assert detect_pretokenizer(tiny_model) == "gpt-2"
+    # the same tokenizer files in a qwen2 model directory: transformers 5 loads Qwen2Tokenizer, which
+    # installs Qwen2's digit-by-digit split; the GGUF must follow what users get
+    shutil.copytree(tiny_model, tmp_path / "q")
+    cfg = json.loads((tmp_path / "q" / "config.json").read_text())
+    (tmp_path / "q" / "config.json").write_text(json.dumps({**cfg, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
+    assert detect_pretokenizer(tmp_path / "q") == "qwen2"
 
 
-def test_pretokenizer_split_patterns(tmp_path):
-    from bielik.quant.export import _LLAMA3, _QWEN2
+def test_pretokenizer_split_patterns():
+    from bielik.quant.export import _LLAMA3, _QWEN2, pretokenizer_name
 
     for pattern, name in ((_LLAMA3, "llama-bpe"), (_QWEN2, "qwen2"), ("\\s+|\\w+", None)):
         tj = {"model": {"type": "BPE"}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}}
-        (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
-        assert detect_pretokenizer(tmp_path / "tokenizer.json") == name
-    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram"}, "pre_tokenizer": None}))
-    assert detect_pretokenizer(tmp_path / "tokenizer.json") is None
+        assert pretokenizer_name(tj) == name
+    assert pretokenizer_name({"model": {"type": "Unigram"}, "pre_tokenizer": None}) is None
 
 
 def test_export_refuses_bad_inputs_and_writes_nothing(tmp_path, tiny_model):
