@@ -150,3 +150,17 @@ def test_toolchain_offline_is_a_clear_error(tmp_path, monkeypatch):
         toolchain.llama_cpp_source()
     assert not (tmp_path / "cache" / f"llama-cpp-python-{toolchain.LLAMA_CPP_PYTHON_VERSION}").exists()
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".llama-cpp-python-fetch")]
+
+
+def test_cli_refuses_a_truncated_gguf_cleanly(tmp_path):
+    import subprocess
+    import sys
+
+    data = write_gguf(tmp_path / "m.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "q"
+    res = subprocess.run([sys.executable, "-m", "bielik.cli", "quant", "quantize", f"model={tmp_path / 'cut.gguf'}", f"output={out}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "cut.gguf is a damaged or truncated GGUF file" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()
