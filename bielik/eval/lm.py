@@ -84,14 +84,18 @@ class EvalLM:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str = "float32", **kw) -> "EvalLM":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load an HF model directory. The tokenizer is opened as it was saved
+        (:func:`bielik.tokenizer.formats.load_hf_tokenizer`: ``AutoTokenizer`` would swap in the model
+        type's tokenizer class for some types, e.g. Qwen2's pre-tokenizer; identical for Llama/Mistral)."""
+        from transformers import AutoModelForCausalLM
 
+        from bielik.tokenizer.formats import load_hf_tokenizer
         from bielik.train.distributed import pick_device
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise BielikError(f"model {path} is not an HF model directory (no config.json)")
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = load_hf_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
         return cls(model.to(pick_device(device)), tok, **kw)
 
