@@ -126,3 +126,22 @@ def test_datatrove_minhash_engine_agrees_with_datasketch(tmp_path, shipped_pl_do
         dropped[engine] = sorted(r["id"] for r in _read_dir(out / "dropped"))
         assert m["kept"] == 10 and len(_read_dir(out / "data")) == 10
     assert dropped["datasketch"] == dropped["datatrove"] == sorted(c["id"] for c in copies)
+
+
+def test_parquet_input_and_bad_row(tmp_path, shipped_pl_docs):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bielik.data.curate.config import CleanStageConfig
+    from bielik.data.curate.stages import clean
+
+    news = [d for d in shipped_pl_docs if d["id"].startswith("ntrex")][:5]
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [d["id"] for d in news], "text": [d["text"] for d in news],
+                             "url": ["https://example.pl/a"] * 5}), tmp_path / "in" / "a.parquet")
+    m = clean(CleanStageConfig(inputs=[str(tmp_path / "in")], output=str(tmp_path / "out")))
+    kept = _read_dir(tmp_path / "out" / "data")
+    assert m["input"] == 5 and len(kept) == m["kept"] >= 4 and kept[0]["url"] == "https://example.pl/a"
+    pq.write_table(pa.table({"id": ["x", "y"], "text": ["Zdanie.", None]}), tmp_path / "in" / "b.parquet")
+    with pytest.raises(DataError, match=r"b\.parquet:2: field 'text' is missing"):
+        clean(CleanStageConfig(inputs=[str(tmp_path / "in")], output=str(tmp_path / "out2")))
