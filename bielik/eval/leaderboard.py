@@ -55,7 +55,8 @@ class PerplexityConfig(StageConfig):
 class ModelOptions(StageConfig):
     device: str = "auto"
     dtype: str = Field("float32", pattern="^(float32|bfloat16|float16)$")
-    batch_tokens: int = Field(8192, ge=64, description="rows x padded length per forward pass")
+    batch_tokens: int = Field(8192, ge=64, description="rows x padded length per forward pass (log-likelihood)")
+    gen_batch_tokens: int = Field(32768, ge=64, description="rows x (prompt + new tokens) per generation batch")
     max_batch: int = Field(64, ge=1)
 
 
@@ -212,7 +213,8 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
 
     specs = resolve_tasks(cfg.tasks, cfg.include_path)
     data_dirs = search_dirs(cfg.data_dir)
-    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch)
+    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
+                               gen_batch_tokens=cfg.lm.gen_batch_tokens)
     summaries, all_results = {}, {}
     for k in cfg.num_fewshot:
         log.info("leaderboard: %d-shot, %d tasks", k, len(specs))

@@ -61,11 +61,13 @@ class EvalLM:
     """An HF causal LM and its tokenizer, with lm-eval-compatible tokenisation and fast batched scoring."""
 
     def __init__(self, model, tokenizer, batch_tokens: int = 8192, max_batch: int = 64, max_length: int | None = None,
-                 head_chunk: int = 1024):
+                 head_chunk: int = 1024, gen_batch_tokens: int | None = None):
         self.model = model.eval()
         self.tok = tokenizer
         self.device = next(model.parameters()).device
         self.batch_tokens, self.max_batch, self.head_chunk = batch_tokens, max_batch, head_chunk
+        # decoding is dominated by per-step overhead, not by the (small) KV cache: wider batches pay off
+        self.gen_batch_tokens = gen_batch_tokens or 4 * batch_tokens
         cfg = model.config
         self.max_length = max_length or getattr(cfg, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
         head = model.get_output_embeddings()
@@ -194,12 +196,13 @@ class EvalLM:
             pieces.append(Choices(doc.context[-keep:] if keep < len(doc.context) else doc.context, [c]))
         return pieces
 
-    def _batches(self, order: list[int], length, rows) -> list[list[int]]:
+    def _batches(self, order: list[int], length, rows, budget: int | None = None) -> list[list[int]]:
+        budget = budget or self.batch_tokens
         batches, cur, cur_len, cur_rows = [], [], 0, 0
         for i in order:
             n_len, n_rows = max(cur_len, length(i)), cur_rows + rows(i)
             # rows x length bounds both passes: the contexts and the per-choice expanded cache
-            if cur and (n_len * max(len(cur) + 1, n_rows) > self.batch_tokens or len(cur) + 1 > self.max_batch):
+            if cur and (n_len * max(len(cur) + 1, n_rows) > budget or len(cur) + 1 > self.max_batch):
                 batches.append(cur)
                 cur, n_len, n_rows = [], length(i), rows(i)
             cur.append(i)
@@ -264,7 +267,7 @@ class EvalLM:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[str | None] = [None] * len(encoded)
         with progress(desc, total=len(encoded), unit="doc") as bar:
-            for batch in self._batches(order, lambda i: len(encoded[i]) + max_gen_toks, lambda i: 1):
+            for batch in self._batches(order, lambda i: len(encoded[i]) + max_gen_toks, lambda i: 1, self.gen_batch_tokens):
                 for i, text in zip(batch, self._generate_batch([encoded[i] for i in batch], list(until), max_gen_toks, stop_ids)):
                     results[i] = text
                 bar.advance(len(batch))

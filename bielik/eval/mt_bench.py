@@ -109,7 +109,8 @@ def generate_answers(cfg: MTBenchConfig, questions: list[dict], cache_dir: Path)
     from bielik.artifacts import path_digest
     from bielik.eval.lm import EvalLM
 
-    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch)
+    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
+                                gen_batch_tokens=cfg.lm.gen_batch_tokens)
     if not getattr(lm.tok, "chat_template", None):
         raise DataError(f"model {cfg.model}: MT-Bench needs a tokenizer with a chat template")
     stop_ids = {lm.eos_id, *(lm.tok.convert_tokens_to_ids([t])[0] for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
