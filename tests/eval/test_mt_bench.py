@@ -145,3 +145,17 @@ def test_question_file_format_is_checked(tmp_path):
     bad.write_text(json.dumps({"question_id": 1, "category": "writing"}) + "\n")
     with pytest.raises(BielikError, match=re.escape(str(bad)) + ":1"):
         load_questions(str(bad))
+
+
+def test_judging_an_existing_answer_file(tmp_path, fake_judge):
+    """FastChat model_answer files (e.g. from another inference server) are judged without loading a model."""
+    qs = load_questions("shipped")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": "m", "answer_id": "x",
+                                           "choices": [{"index": 0, "turns": ["Odpowiadam po polsku, bardzo starannie i wyczerpująco.",
+                                                                              "Druga odpowiedź również jest napisana po polsku."]}]}) + "\n"
+                                   for q in qs))
+    cfg = MTBenchConfig(model="not-loaded", output=str(tmp_path / "mt"), answers=str(answers),
+                        judge=JudgeConfig(base_url=fake_judge.url, model="fake-judge", backoff=0.01))
+    s = run_mt_bench(cfg)
+    assert s["judged"] == 32 and s["responses_pl"] == 1.0 and s["pl_score"] == s["score"]
