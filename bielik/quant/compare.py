@@ -160,7 +160,7 @@ class CompareConfig(StageConfig):
     overwrite: bool = False
 
 
-def _logprobs(model: Path, text_file: Path, out: Path, cfg: CompareConfig, log_file: Path) -> tuple[LogprobFile, float]:
+def _logprobs(model: Path, text_file: Path, out: Path, cfg: CompareConfig, log_file: Path) -> LogprobFile:
     from bielik.quant.toolchain import default_threads, run_tool
 
     args = ["-m", str(model), "-f", str(text_file), "--kl-divergence-base", str(out), "-c", str(cfg.ctx), "-b", str(cfg.ctx),
@@ -171,7 +171,7 @@ def _logprobs(model: Path, text_file: Path, out: Path, cfg: CompareConfig, log_f
     if "you need at least" in output or not out.is_file():
         raise BielikError(f"the held-out text is too short for ctx={cfg.ctx}: llama-perplexity needs at least {2 * cfg.ctx} tokens "
                           f"(raise text.chars or lower ctx)")
-    return read_logprob_file(out), out.stat().st_size
+    return read_logprob_file(out)
 
 
 def _model_files(paths: list[str]) -> list[Path]:
@@ -215,12 +215,12 @@ def compare(cfg: CompareConfig) -> dict:
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp, progress("compare", len(models) + 1, "models", every=1) as bar:
         text_file = tmp / "heldout.txt"
         atomic_write_text(text_file, text)
-        ref_lp, _ = _logprobs(reference, text_file, tmp / ".reference.logprobs", cfg, tmp / "perplexity.log")
+        ref_lp = _logprobs(reference, text_file, tmp / ".reference.logprobs", cfg, tmp / "perplexity.log")
         bar.advance(1, info=f"reference {reference.name}")
         base = {"model": reference.name, **_describe(ref_info)}
         for model, info in zip(models, infos):
             lp_path = tmp / ".model.logprobs"
-            lp, _ = _logprobs(model, text_file, lp_path, cfg, tmp / "perplexity.log")
+            lp = _logprobs(model, text_file, lp_path, cfg, tmp / "perplexity.log")
             row = {"model": model.name, **_describe(info), **compare_files(ref_lp, lp)}
             del lp
             lp_path.unlink()
