@@ -111,6 +111,10 @@ def convert(model: str | Path, outfile: Path, outtype: str, log_file: Path | Non
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if log_file is not None:
         log_file.write_text("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0 and "pre-tokenizer was not recognized" in proc.stderr:
+        raise BielikError(f"converting {model} to GGUF failed: its tokenizer's pre-tokenizer is not one llama.cpp implements "
+                          f"(bielik recognises GPT-2 byte-level and the Llama-3 and Qwen2 split regexes), so llama.cpp could "
+                          f"not split text the way the HF tokenizer does")
     if proc.returncode != 0 or not outfile.is_file():
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         reason = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "no output")
