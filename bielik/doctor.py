@@ -25,7 +25,9 @@ OPTIONAL = [
     ("py3langid", "py3langid", "language identification (curation, MT-Bench responses_pl)", "pip install 'bielik[curate]'"),
     ("ftfy", "ftfy", "encoding repair in cleaning", "pip install 'bielik[curate]'"),
     ("gguf", "gguf", "GGUF files", "pip install gguf"),
-    ("mistral_common", "mistral-common", "real Mistral tokenizers for comparisons", "pip install mistral-common"),
+    ("mistral_common", "mistral-common", "real Mistral tokenizers for comparisons", "pip install 'bielik[tokenizer]'"),
+    ("sentencepiece", "sentencepiece", "SentencePiece models and GGUF SentencePiece vocabularies (tokenizer stats/merge)", "pip install 'bielik[tokenizer]'"),
+    ("fasttext", "fasttext-community", "FOCUS auxiliary embeddings (model swap-tokenizer init=focus)", "pip install 'bielik[tokenizer]'"),
 ]
 
 
