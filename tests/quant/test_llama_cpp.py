@@ -204,3 +204,21 @@ def test_recipe_runs_every_quant_stage(tmp_path):
     # a second run finds every stage done and skips it
     again = run_recipe(load_recipe(REPO / "recipes" / "quant-tiny.yaml", overrides), dry_run=True)
     assert set(again.values()) == {"done (skip)"}
+
+
+def test_export_refuses_a_pretokenizer_llama_cpp_lacks(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    from bielik.errors import BielikError
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    tj = json.loads((m / "tokenizer.json").read_text())
+    tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\d{2}|\\s+|[^\\s\\d]+"}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    (m / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(BielikError, match="pre-tokenizer is not one llama.cpp implements"):
+        export(ExportConfig(model=str(m), output=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
