@@ -18,7 +18,6 @@ KLD sums over the vocabulary entries with log P > -16 (the file stores nothing f
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,11 +278,3 @@ def plot_kld(rows: list[dict], path: Path) -> None:
     fig.savefig(path)
     plt.close(fig)
 
-
-def load_compare(path: str | Path) -> dict:
-    path = Path(path)
-    target = path / "compare.json" if path.is_dir() else path
-    try:
-        return json.loads(target.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BielikError(f"{target} does not exist") from None

@@ -12,7 +12,6 @@ Usage: ``python -m bielik.quant.convert_entry <llama.cpp dir> <pre-tokenizer nam
 
 from __future__ import annotations
 
-import runpy
 import sys
 
 
