@@ -28,6 +28,7 @@ Groups (per-token ratios are over word tokens, punctuation excluded, unless note
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -184,42 +185,50 @@ _M_KEYS = (
 _M = {k: i for i, k in enumerate(_M_KEYS)}
 
 
+@functools.lru_cache(maxsize=65536)
+def _segment_vector(tag: str, upos: str, qualifiers: tuple[str, ...], n_readings: int) -> np.ndarray:
+    """What one chosen reading contributes (cached: a few thousand distinct tags cover a language)."""
+    v = np.zeros(len(_M_KEYS), dtype=np.float64)
+    parts = tag.split(":")
+    flex = parts[0]
+    v[_M["_segments"]] = 1
+    v[_M["_readings"]] = n_readings
+    v[_M["_unamb"]] = n_readings == 1
+    v[_M["_ign"]] = flex == "ign"
+    if upos != "PUNCT":
+        v[_M[f"upos_{upos}"]] += 1
+    if f"flex_{flex}" in _M:
+        v[_M[f"flex_{flex}"]] += 1
+    vals = {x for p in parts[1:] for x in p.split(".")}
+    for cat, opts in _CATS.items():
+        hit = [o for o in opts if o in vals]
+        if hit:
+            v[_M[f"_has_{cat}"]] += 1
+            for o in hit:
+                v[_M[f"{cat}_{o}"]] += 1 / len(hit)
+    if flex in {"ger", "pact", "ppas"}:
+        v[_M["_negable"]] = 1
+        v[_M["_neg"]] = "neg" in vals
+    for k, q in _QUALS.items():
+        if q in qualifiers:
+            v[_M[f"qual_{k}"]] += 1
+    v[_M["_verb"]] = flex in _VERB_FLEX
+    v[_M["_noun"]] = upos in {"NOUN", "PROPN"}
+    v[_M["_adj"]] = upos == "ADJ"
+    v[_M["_func"]] = upos in _FUNC_UPOS
+    v.flags.writeable = False
+    return v
+
+
 def _form_vector(form: str, segs) -> np.ndarray:
     v = np.zeros(len(_M_KEYS), dtype=np.float64)
-    has_digit = any(ch.isdigit() for ch in form)
+    for seg in segs:
+        v += _segment_vector(seg.tag, seg.upos, seg.qualifiers, seg.n_readings)
     v[_M["_numeric"]] = form[0].isdigit() and form.replace(",", "").replace(".", "").isdigit()
-    v[_M["_mixed"]] = has_digit and any(ch.isalpha() for ch in form)
+    v[_M["_mixed"]] = any(ch.isdigit() for ch in form) and any(ch.isalpha() for ch in form)
     v[_M["_allcaps"]] = len(form) >= 2 and form.isalpha() and form.isupper()
     v[_M["_capit"]] = form[0].isupper()
     v[_M["_len"]] = len(form)
-    for s in segs:
-        parts = s.tag.split(":")
-        flex = parts[0]
-        v[_M["_segments"]] += 1
-        v[_M["_readings"]] += s.n_readings
-        v[_M["_unamb"]] += s.n_readings == 1
-        v[_M["_ign"]] += flex == "ign"
-        if s.upos != "PUNCT":
-            v[_M[f"upos_{s.upos}"]] += 1
-        if f"flex_{flex}" in _M:
-            v[_M[f"flex_{flex}"]] += 1
-        vals = {x for p in parts[1:] for x in p.split(".")}
-        for cat, opts in _CATS.items():
-            hit = [o for o in opts if o in vals]
-            if hit:
-                v[_M[f"_has_{cat}"]] += 1
-                for o in hit:
-                    v[_M[f"{cat}_{o}"]] += 1 / len(hit)
-        if flex in {"ger", "pact", "ppas"}:
-            v[_M["_negable"]] += 1
-            v[_M["_neg"]] += "neg" in vals
-        for k, q in _QUALS.items():
-            if q in s.qualifiers:
-                v[_M[f"qual_{k}"]] += 1
-        v[_M["_verb"]] += flex in _VERB_FLEX
-        v[_M["_noun"]] += s.upos in {"NOUN", "PROPN"}
-        v[_M["_adj"]] += s.upos == "ADJ"
-        v[_M["_func"]] += s.upos in _FUNC_UPOS
     return v
 
 
