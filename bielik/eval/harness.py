@@ -4,8 +4,9 @@ apply filters and metrics, and return results in lm-eval's JSON shape.
 Splits: a task is scored on its ``test_split`` when that split has data, else on its
 ``validation_split``, else on the extra ``split_fallback`` splits (e.g. ``train`` for DYK, whose test
 labels are not public); the split used is recorded. Few-shot examples come from ``fewshot_split``, else
-the training split, else the validation split, else the evaluated split (lm-eval's order); when the
-pool is the evaluated split the document itself is never one of its own examples.
+the training split, else the validation split (lm-eval's order); when none of those has data here, from
+another split of the task's files, and only then from the evaluated split itself — in which case the
+document is never one of its own examples.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def prepare_task(spec: TaskSpec, num_fewshot: int, data_dirs: list[Path], *, spl
     prompter = Prompter(spec, frozenset().union(*(d.keys() for d in docs[:1])))
     pool, pool_split = None, None
     if num_fewshot > 0:
-        order = [spec.fewshot_split, spec.training_split, spec.validation_split]
-        for s in dict.fromkeys(x for x in order if x):
-            pool = docs_all if s == used else load_split(spec, s, data_dirs, hf_datasets)
+        # the named split, then (if it has no data here) any other split of the task's files before the evaluated one
+        order = [spec.fewshot_split, spec.training_split, spec.validation_split, *spec.dataset.files]
+        for s in dict.fromkeys(x for x in order if x and x != used):
+            pool = load_split(spec, s, data_dirs, hf_datasets)
             if pool:
                 pool_split = s
                 break
