@@ -430,13 +430,6 @@ def gather_counts(work: Path) -> Counter:
     return total
 
 
-def iter_shard_records(folder: Path):
-    for f in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)
-
-
 FUNNEL_ORDER = ("blocklisted_domain", "blocklisted_source", "encoding_errors", "boilerplate", "broken_table",
                 "non_linguistic", "truncated", "too_short", "language", "quality", "duplicate_exact", "duplicate_near")
 

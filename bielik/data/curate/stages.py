@@ -57,7 +57,7 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
                 dup_path = out / "dropped" / f"dup-{shard.name}"
                 with gzip.open(out / "data" / shard.name, "wt", encoding="utf-8") as fo:
                     dup_fh = None
-                    for rec in iter_shard_records_of(shard):
+                    for rec in _read_shard(shard):
                         rep.advance()
                         hit = deduper.check(rec["id"], rec["text"]) if deduper else None
                         if hit is None:
@@ -90,7 +90,7 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
     return metrics
 
 
-def iter_shard_records_of(path: Path):
+def _read_shard(path: Path):
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             yield json.loads(line)
