@@ -105,8 +105,11 @@ def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = 
         complete = run_minhash(cfg, dedup, work)
     if not complete:
         # Slurm/Ray jobs run detached, or some local task failed: finalising needs every shard
+        detached = cfg.executor.kind == "slurm"
         return {"status": "incomplete", "work_dir": str(work),
-                "message": "not every shard has finished; re-run the same command to resume/finalise"}
+                "message": ("jobs submitted; when they have finished (squeue), re-run the same command to "
+                            "continue (dedup) and finalise" if detached else
+                            "not every shard has finished; re-run the same command to resume and finalise")}
     return _finalise(cfg, kind, work, tasks, dedup, features=features)
 
 
