@@ -132,3 +132,39 @@ def test_chat_template_option(eval_lm):
     assert ctx.startswith("<s><|im_start|>user\nOpinia:") and ctx.endswith("Sentyment:<|im_end|>\n<|im_start|>assistant\n")
     assert cont == "Neutralny" and ctx.count("<|im_start|>user") == 1 and "\n\nOpinia:" in ctx
     assert samples["polemo2_in"][0]["arguments"][0][0].endswith("<|im_start|>assistant\n")
+
+
+def test_rag_tasks_end_to_end(tmp_path, tiny_model):
+    """PolQA (CSV, as ipipan/polqa ships it) and PoQuAD (SQuAD-style JSONL) through process_docs, generation,
+    the Levenshtein metric and the RAG aggregates."""
+    import csv
+
+    from tests.eval.conftest import write_jsonl
+
+    (tmp_path / "polqa").mkdir()
+    rows = [{"question": "Kto napisał Pana Tadeusza?", "passage_text": "Pan Tadeusz to epopeja Adama Mickiewicza.", "relevant": "True",
+             "answers": "['Adam Mickiewicz']"},
+            {"question": "Kto napisał Pana Tadeusza?", "passage_text": "Kraków leży nad Wisłą.", "relevant": "False", "answers": "['Adam Mickiewicz']"},
+            {"question": "W którym roku była bitwa pod Grunwaldem?", "passage_text": "Bitwa pod Grunwaldem odbyła się w 1410 roku.",
+             "relevant": "True", "answers": "['1410']"}]
+    with open(tmp_path / "polqa" / "test.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    write_jsonl(tmp_path / "poquad" / "validation.jsonl", [
+        {"id": "1", "title": "Wisła", "context": "Wisła jest najdłuższą rzeką Polski.", "question": "Jaka rzeka jest najdłuższa w Polsce?",
+         "answers": {"text": ["Wisła"], "answer_start": [0]}, "is_impossible": False}])
+    cfg = LeaderboardConfig(model=str(tiny_model), output=str(tmp_path / "out"), data_dir=[str(tmp_path)], num_fewshot=[0], lm={"device": "cpu"},
+                            tasks=["polish_polqa_open_book", "polish_polqa_closed_book", "polish_poquad_open_book",
+                                   "polish_polqa_reranking_multiple_choice"], bootstrap_iters=0)
+    from bielik.eval.leaderboard import run_leaderboard
+
+    summary = run_leaderboard(cfg)["shots"]["0"]
+    r = json.loads((tmp_path / "out" / "results_0shot.json").read_text())
+    assert r["n-samples"]["polish_polqa_reranking_multiple_choice"]["effective"] == 3
+    assert r["n-samples"]["polish_polqa_open_book"]["effective"] == 2 and r["n-samples"]["polish_poquad_open_book"]["effective"] == 1
+    reader = (r["results"]["polish_polqa_open_book"]["levenshtein,none"] + r["results"]["polish_poquad_open_book"]["levenshtein,none"]) / 2
+    assert summary["rag_reader"] == pytest.approx(reader)
+    assert summary["rag_reranking"] == r["results"]["polish_polqa_reranking_multiple_choice"]["acc,none"]
+    samples = (tmp_path / "out" / "samples_0shot" / "polish_poquad_open_book.jsonl").read_text()
+    assert json.loads(samples)["target"] == " Wisła"
