@@ -126,6 +126,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
         tok.train_from_iterator(batches(), trainer=trainer, length=len(texts))
     else:
         tok = _train_sentencepiece_style(cfg, specials, batches, len(texts))
+    bos_id = tok.token_to_id(cfg.bos_token)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cfg.bos_token} $A", pair=f"{cfg.bos_token} $A {cfg.bos_token} $B", special_tokens=[(cfg.bos_token, bos_id)]
+    )
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=cfg.bos_token,

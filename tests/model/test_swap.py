@@ -62,7 +62,7 @@ def test_matching_across_space_markers(tiny_tokenizer, sp_tok):
 
 @pytest.mark.parametrize("preset", ["tiny-llama", "tiny-qwen2"])
 def test_focus_swap_copies_shared_and_combines_new(tmp_path, tiny_tokenizer, sp_tok, preset):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     src = save_tiny(tmp_path / "src", preset, tokenizer=tiny_tokenizer, vocab_size=2048)
     out = tmp_path / "swapped"
@@ -96,11 +96,11 @@ def test_focus_swap_copies_shared_and_combines_new(tmp_path, tiny_tokenizer, sp_
 
 
 def test_mean_and_random_inits(tmp_path, tiny_tokenizer, sp_tok):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     src = save_tiny(tmp_path / "src", tokenizer=tiny_tokenizer, vocab_size=2048)
     a = AutoModelForCausalLM.from_pretrained(src)
-    shared, new = match_tokens(AutoTokenizer.from_pretrained(src), AutoTokenizer.from_pretrained(sp_tok))
+    shared, new = match_tokens(load_hf_tokenizer(src), load_hf_tokenizer(sp_tok))
     swap_tokenizer(SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(tmp_path / "mean"), init="mean"))
     m = AutoModelForCausalLM.from_pretrained(tmp_path / "mean")
     mu = a.get_input_embeddings().weight.mean(0)
