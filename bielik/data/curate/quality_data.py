@@ -12,7 +12,8 @@ the class definitions of RECIPE.md §1.4:
   (a paragraph of mojibake, an inserted number table), or with light OCR-like noise.
 * **LOW** — realistic corruptions: whole-text mojibake, shredded tables and number dumps
   ("financial report" soup), thematically mixed truncated fragments stitched from several
-  documents, keyword/SEO spam, word salad, heavy OCR damage with broken lines.
+  documents, keyword/SEO spam, word salad, heavy OCR damage with broken lines, vulgar content
+  (vulgarisms sprinkled over 7–12 % of the words).
 
 Train and test passages come from **disjoint source documents** (split by a hash of the source id),
 so the held-out score is not inflated by near-identical passages. The construction is deterministic
@@ -65,6 +66,9 @@ _FURNITURE = [
 ]
 _SPAM = ["tanie", "najlepsze", "promocja", "sklep", "online", "sprzedaż", "kup teraz", "darmowa dostawa", "opinie",
          "cena", "ranking", "2024", "warszawa", "kraków", "hurtownia", "okazja", "rabat", "kredyt", "pożyczka"]
+# vulgar content is LOW in the reports' definition; SGJP marks these forms "wulg."
+_VULGAR = ["kurwa", "kurwy", "chuj", "chuja", "jebany", "jebać", "pierdolić", "spierdalaj", "zajebisty", "pierdolony",
+           "skurwysyn", "pizda", "wkurwia", "chujowy"]
 _SITES = ["portal-informacyjny.pl", "wiadomosci24.pl", "mojemiasto.info", "forum-dyskusyjne.net", "sklep-okazje.pl"]
 
 
@@ -180,7 +184,8 @@ def make_medium(text: str, rng: random.Random, other_titles: list[str]) -> tuple
 
 def make_low(text: str, rng: random.Random, pool: list[str]) -> tuple[str, str]:
     words = _words(text)
-    kind = rng.choice(["mojibake", "number_dump", "mixed_fragments", "spam", "word_salad", "heavy_ocr", "furniture_only"])
+    kind = rng.choice(["mojibake", "number_dump", "mixed_fragments", "spam", "word_salad", "heavy_ocr", "furniture_only",
+                       "vulgar"])
     if kind == "mojibake":
         return _mojibake(text, rng), kind
     if kind == "number_dump":
@@ -214,6 +219,11 @@ def make_low(text: str, rng: random.Random, pool: list[str]) -> tuple[str, str]:
                 out.append(" ".join(line))
                 line = []
         return "\n".join(out + [" ".join(line)]), kind
+    if kind == "vulgar":
+        toks = text.split(" ")
+        for i in rng.sample(range(len(toks)), max(1, len(toks) // rng.randint(8, 15))):
+            toks[i] = rng.choice(_VULGAR) + rng.choice(["", ",", "!"])
+        return " ".join(toks), kind
     # mostly furniture around a sliver of text
     sliver = text[: rng.randint(60, 200)]
     parts = [_menu(rng)] + [_furniture(rng, "", words) for _ in range(rng.randint(6, 14))] + [sliver] + [_menu(rng)]
