@@ -127,8 +127,12 @@ def upscale(cfg: UpscaleConfig) -> dict[str, Any]:
     if path.is_dir():
         from bielik.model.tensors import CheckpointReader
 
+        from transformers import AutoConfig
+
         reader = CheckpointReader(path)
-        src = reader.config()
+        # the config object, not the raw JSON: derived per-layer fields (Qwen2's layer_types from
+        # max_window_layers in older files) are made explicit before they are re-indexed
+        src = AutoConfig.from_pretrained(path).to_dict()
     elif cfg.model in PRESETS:
         if not cfg.dry_run:
             raise ConfigError(f"'{cfg.model}' is a preset (a shape without weights): pass dry_run=true to count, or an HF model directory")

@@ -90,3 +90,16 @@ def test_explicit_map_and_errors(tmp_path):
     assert not (tmp_path / "bad").exists()
     with pytest.raises(BielikError, match="neither"):
         upscale(UpscaleConfig(model=str(tmp_path / "nope"), m=1, output=str(tmp_path / "bad")))
+
+
+def test_derived_layer_types_are_made_explicit(tmp_path):
+    """An older Qwen2 config.json with max_window_layers but no layer_types."""
+    from transformers import AutoConfig
+
+    src = save_tiny(tmp_path / "src", "tiny-qwen2", use_sliding_window=True, sliding_window=32, max_window_layers=2)
+    conf = json.loads((src / "config.json").read_text())
+    conf.pop("layer_types")
+    (src / "config.json").write_text(json.dumps(conf))
+    upscale(UpscaleConfig(model=str(src), layer_map=[2, 0, 3], output=str(tmp_path / "o")))
+    assert AutoConfig.from_pretrained(tmp_path / "o").layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
+
