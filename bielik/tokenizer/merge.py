@@ -123,9 +123,15 @@ def _sample_docs(cfg: TokenizerMergeConfig) -> list[str]:
 
 def ambiguity_report(base, extra, merged, added: list[str], docs: list[str], n_examples: int) -> dict[str, Any]:
     """Measure non-canonical words, unreachable tokens and round-trip failures on ``docs``."""
+    from bielik.model.swap import tokenizer_style
+
     words = Counter(w for d in docs for w in d.split())
     distinct = list(words)
-    enc = lambda tok: [tok.convert_ids_to_tokens(ids) for ids in tok(distinct, add_special_tokens=False).input_ids]  # noqa: E731
+    # a word as it occurs in running text: byte-level BPE sees its leading space (Ġ), SentencePiece
+    # style tokenizers add the ▁ themselves
+    lead = " " if tokenizer_style(merged) == "bytelevel" else ""
+    units = [lead + w for w in distinct]
+    enc = lambda tok: [tok.convert_ids_to_tokens(ids) for ids in tok(units, add_special_tokens=False).input_ids]  # noqa: E731
     seg_m, seg_e, seg_b = enc(merged), enc(extra), enc(base)
     mvocab = merged.get_vocab()
     added_set = set(added)
