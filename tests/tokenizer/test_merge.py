@@ -51,3 +51,17 @@ def test_spelling_mismatch_is_refused(tiny_tokenizer):
     mistral = real_tokenizer("mistral-v0.1").hf()
     with pytest.raises(BielikError, match="spelled differently"):
         merge_vocabularies(mistral, AutoTokenizer.from_pretrained(tiny_tokenizer))
+
+
+def test_byte_level_merge(tmp_path, tiny_tokenizer):
+    from bielik.tokenizer.formats import load_hf_tokenizer
+    from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+
+    extra = tmp_path / "pl"
+    train_tokenizer(TokenizerTrainConfig(output=str(extra), vocab_size=3000, max_chars=1_000_000, langs=["pl"], seed=1))
+    s = merge_tokenizers(TokenizerMergeConfig(base=str(tiny_tokenizer), extra=str(extra), output=str(tmp_path / "m"), sample_docs=20))
+    merged, base = load_hf_tokenizer(tmp_path / "m"), load_hf_tokenizer(tiny_tokenizer)
+    assert all(merged.get_vocab()[t] == i for t, i in base.get_vocab().items())
+    assert s["added_tokens"] > 300 and s["added_tokens_used_by_extra"] > 100  # words carry their leading space (Ġ)
+    text = "Rzeczpospolita Polska jest dobrem wspólnym wszystkich obywateli."
+    assert merged.decode(merged(text, add_special_tokens=False).input_ids) == text
