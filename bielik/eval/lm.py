@@ -150,7 +150,11 @@ class EvalLM:
         return z
 
     def _token_scores(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log p(target), target is the arg-max) per row of ``h``, the head applied in chunks."""
+        """(log p(target), target is the arg-max) per row of ``h``, the head applied in chunks.
+
+        :func:`bielik.train.lm_head.chunked_token_logprobs` gives the same log-probabilities but not the
+        arg-max behind lm-eval's ``is_greedy``; one pass over each chunk's logits here gives both.
+        """
         lps, greedy = [], []
         for s in range(0, h.shape[0], self.head_chunk):
             z = self._logits(h[s : s + self.head_chunk])
