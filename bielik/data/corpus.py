@@ -31,23 +31,33 @@ def shipped_corpus_dir() -> Path:
     return Path(str(resources.files("bielik") / "resources" / "corpus"))
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Resolve files and folders (all JSONL files inside, sorted) into a list of files.
+def expand_inputs(
+    paths: Iterable[str | Path],
+    suffixes: tuple[str, ...] = JSONL_SUFFIXES,
+    recursive: bool = False,
+    what: str = "input",
+) -> list[Path]:
+    """Resolve files and folders into a list of files: a folder stands for its files whose names end
+    with one of ``suffixes`` (sorted; with ``recursive`` also those in sub-folders).
 
-    The special name ``shipped`` stands for :func:`shipped_corpus_dir`.
+    The special name ``shipped`` stands for :func:`shipped_corpus_dir`. A missing path, an empty
+    folder or no paths at all is a :class:`DataError` naming ``what`` was expected.
     """
     files: list[Path] = []
     for raw in paths:
         p = shipped_corpus_dir() if str(raw) == "shipped" else Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.name.endswith(JSONL_SUFFIXES))
+            walk = p.rglob("*") if recursive else p.iterdir()
+            found = sorted(f for f in walk if f.is_file() and f.name.endswith(suffixes))
             if not found:
-                raise DataError(f"input folder {p} holds no JSONL files ({', '.join(JSONL_SUFFIXES)})")
+                raise DataError(f"{what} folder {p} holds no {'/'.join(suffixes)} files")
             files.extend(found)
         elif p.is_file():
             files.append(p)
         else:
-            raise DataError(f"input {p} does not exist")
+            raise DataError(f"{what} {p} does not exist")
+    if not files:
+        raise DataError(f"no {what} files given")
     return files
 
 

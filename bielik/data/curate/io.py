@@ -96,20 +96,6 @@ def iter_jsonl_records(path: Path, on_error: OnError = "raise", text_key: str = 
 
 def expand_inputs(paths: list[str]) -> list[Path]:
     """Files and folders (their JSONL/Parquet files, recursively, sorted); ``shipped`` = packaged corpus."""
-    from bielik.data.corpus import shipped_corpus_dir
+    from bielik.data.corpus import expand_inputs as expand
 
-    files: list[Path] = []
-    for raw in paths:
-        p = shipped_corpus_dir() if str(raw) == "shipped" else Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES))
-            if not found:
-                raise DataError(f"input folder {p} holds no JSONL/Parquet files ({', '.join(INPUT_SUFFIXES)})")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"input {p} does not exist")
-    if not files:
-        raise DataError("no input files given")
-    return files
+    return expand(paths, INPUT_SUFFIXES, recursive=True)
