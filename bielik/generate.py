@@ -26,15 +26,16 @@ class GenerateConfig(StageConfig):
 
 
 def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from bielik.tokenizer.formats import load_hf_tokenizer
     from bielik.train.distributed import pick_device
 
     path = Path(cfg.model)
     if not (path / "config.json").is_file():
         raise BielikError(f"model {path} is not an HF model directory (no config.json)")
     device = pick_device(cfg.device)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = load_hf_tokenizer(path)  # not AutoTokenizer: see its docstring (Qwen2 model dirs)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
     torch.manual_seed(cfg.seed)
     samples = []

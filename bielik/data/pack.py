@@ -94,13 +94,13 @@ def _mix(docs: dict[str, list[np.ndarray]], weights: dict[str, float] | None, rn
 
 def pack(cfg: PackConfig) -> Path:
     """Run the packing stage and return the output directory."""
-    from transformers import AutoTokenizer
+    from bielik.tokenizer.formats import load_hf_tokenizer
 
     files = expand_inputs(cfg.inputs)
     tok_dir = Path(cfg.tokenizer)
     if not (tok_dir / "tokenizer.json").is_file() and not (tok_dir / "tokenizer_config.json").is_file():
         raise DataError(f"tokenizer {tok_dir} is not an HF tokenizer directory (no tokenizer.json)")
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer = load_hf_tokenizer(tok_dir)
     eos = tokenizer.eos_token_id
     if eos is None:
         raise DataError(f"tokenizer {tok_dir} has no EOS token")

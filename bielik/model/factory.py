@@ -120,11 +120,11 @@ def init_model(cfg: ModelInitConfig) -> Path:
     tokenizer = None
     extra: dict[str, Any] = dict(cfg.overrides)
     if cfg.tokenizer:
-        from transformers import AutoTokenizer
+        from bielik.tokenizer.formats import load_hf_tokenizer
 
         if not Path(cfg.tokenizer).is_dir():
             raise BielikError(f"tokenizer directory {cfg.tokenizer} does not exist")
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        tokenizer = load_hf_tokenizer(cfg.tokenizer)
         extra.setdefault("vocab_size", len(tokenizer))
         extra.setdefault("bos_token_id", tokenizer.bos_token_id)
         extra.setdefault("eos_token_id", tokenizer.eos_token_id)
