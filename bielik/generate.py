@@ -47,8 +47,9 @@ def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
                 temperature=cfg.temperature if cfg.temperature > 0 else None, top_p=cfg.top_p if cfg.temperature > 0 else None,
                 repetition_penalty=cfg.repetition_penalty, pad_token_id=tok.pad_token_id or tok.eos_token_id,
             )
-        completion = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        samples.append({"prompt": prompt, "completion": completion})
+        n_prompt = enc["input_ids"].shape[1]
+        completion = tok.decode(out[0, n_prompt:], skip_special_tokens=True)
+        samples.append({"prompt": prompt, "completion": completion, "prompt_tokens": n_prompt, "completion_tokens": out.shape[1] - n_prompt})
     if cfg.output:
         with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
             write_json(tmp / "samples.json", samples)
