@@ -12,6 +12,10 @@ is the median of the per-pair ratios. Every pair also checks that both pick the 
 document (arg-max of the log-likelihoods; lm-eval's acc prediction).
 
     .venv/bin/python benchmarks/eval_speed.py [--pairs 5] [--docs 100] [--shots 0] [--threads 2]
+
+Measured here (tiny-llama 7.3M, fp32, CPU shared with other jobs, identical predictions in every pair):
+0-shot, 300 documents, 1 thread: median 6.06x (5 pairs, 4.6-8.5); 2 threads: 6.55x (3 pairs);
+5-shot, 150 documents, 1 thread: 6.73x (3 pairs, 4.2-7.9).
 """
 
 from __future__ import annotations
