@@ -158,12 +158,13 @@ def test_compare_agrees_with_llama_perplexity(pipeline):
                                   str(base), "-c", "128", "-b", "128", "-t", "2"], "test")
     out = run_tool("llama-perplexity", ["-m", str(root / "q" / "model-Q2_K.gguf"), "--kl-divergence-base", str(base),
                                         "--kl-divergence", "-c", "128", "-b", "128", "-t", "2"], "test")
-    theirs = {
-        "kld_mean": float(re.search(r"Mean\s+KLD:\s+([-0-9.]+)", out).group(1)),
-        "same_top_pct": float(re.search(r"Same top p:\s+([0-9.]+)", out).group(1)),
-        "dp_rms_pct": float(re.search(r"RMS Δp\s*:\s+([0-9.]+)", out).group(1)),
-        "ppl": float(re.search(r"Mean PPL\(Q\)\s*:\s+([0-9.]+)", out).group(1)),
-    }
+    def grab(pattern: str) -> float:
+        m = re.search(pattern, out)
+        assert m, f"{pattern!r} not in llama-perplexity's output:\n" + "\n".join(out.splitlines()[-40:])
+        return float(m.group(1))
+
+    theirs = {"kld_mean": grab(r"Mean\s+KLD:\s+([-0-9.]+)"), "same_top_pct": grab(r"Same top p:\s+([0-9.]+)"),
+              "dp_rms_pct": grab(r"RMS Δp\s*:\s+([0-9.]+)"), "ppl": grab(r"Mean PPL\(Q\)\s*:\s+([0-9.]+)")}
     ours = rows["model-Q2_K.gguf"]
     assert ours["kld_mean"] == pytest.approx(theirs["kld_mean"], rel=0.02, abs=2e-4)
     assert ours["ppl"] == pytest.approx(theirs["ppl"], rel=1e-3)
