@@ -10,7 +10,15 @@ with the imatrix, mean KLD is never worse and clearly lower at Q2_K and Q3_K_M.
     .venv/bin/python benchmarks/imatrix_effect.py [--steps 300] [--work runs/imatrix-effect]
 
 Prints the full comparison table and, per type, the KLD ratio imatrix / plain (with the standard
-error of each mean). Takes ~10-20 min on 2 cores, most of it training. Whatever comes out is reported.
+error of each mean). Takes ~10-20 min on 2 idle cores (48 min on the busy shared machine), most of it
+training. Whatever comes out is reported.
+
+Measured here (2026-11-25; 5.25M-parameter Llama, 4 layers, vocab 4096, 300 steps, held-out PPL 379;
+imatrix on 200k characters PL/EN 50/50, 69,888 tokens; 25,146 scored held-out Polish tokens):
+mean KLD with / without imatrix = Q8_0 1.000, Q6_K 0.991, Q5_K_M 0.972, Q4_K_M 0.989, Q3_K_M 1.142,
+Q2_K 1.065 — the report's finding does NOT reproduce on this barely trained tiny model: the
+imatrix is neutral to slightly better at 4-6 bits and worse at 2-3 bits (a Polish-only calibration
+set gave Q3_K_M 1.106, Q2_K 1.046: still worse).
 """
 
 from __future__ import annotations
