@@ -88,6 +88,10 @@ def levenshtein_match(prediction: str, references: Sequence[str], strip_pattern:
     number is the same string; any other reference matches iff Levenshtein(prediction, reference) <
     len(reference) / 2, after ``strip_pattern`` removed the prediction's ending (the task's own
     regex, kept verbatim: PoQuAD's unescaped ``.? ?(</s>)* ?$`` drops the last character).
+
+    The fork's ``utils.levenshtein`` reads ``predictions[0][0]``; with lm-eval's string responses that is
+    the first *character*, which cannot be the intent (the comments and TASKS.md describe comparing the
+    answer): the whole prediction is compared here.
     """
     pred = prediction.lower()
     if lstrip:
