@@ -18,7 +18,7 @@ imatrix on 200k characters PL/EN 50/50, 69,888 tokens; 25,146 scored held-out Po
 mean KLD with / without imatrix = Q8_0 1.000, Q6_K 0.991, Q5_K_M 0.972, Q4_K_M 0.989, Q3_K_M 1.142,
 Q2_K 1.065 — the report's finding does NOT reproduce on this barely trained tiny model: the
 imatrix is neutral to slightly better at 4-6 bits and worse at 2-3 bits (a Polish-only calibration
-set gave Q3_K_M 1.106, Q2_K 1.046: still worse).
+set gave Q3_K_M 1.104, Q2_K 1.045: still worse).
 """
 
 from __future__ import annotations
