@@ -145,9 +145,11 @@ def markdown(summaries: dict[int, dict], perplexity: dict | None = None) -> str:
         lines += [f"## {k}-shot", "", "| task | split | metric | score | baseline | normalised |", "|---|---|---|---:|---:|---:|"]
         for r in summ["tasks"]:
             lines.append(f"| {r['task']} | {r['split']} | {r['metric']} | {_fmt(r['score'])} | {_fmt(r['baseline'], 3)} | {_fmt(r['normalised'], 2)} |")
-        lines += ["", f"- **average (baseline-normalised)**: {_fmt(summ['average_normalised'], 2)} over {summ['tasks_averaged']} tasks "
-                  f"(mc {_fmt(summ['average_normalised_mc'], 2)}, generation {_fmt(summ['average_normalised_generate'], 2)})",
-                  f"- **RAG Reranking**: {_fmt(summ['rag_reranking'])} · **RAG Reader**: {_fmt(summ['rag_reader'])}"]
+        lines.append("")
+        if summ["tasks_averaged"]:
+            lines += [f"- **average (baseline-normalised)**: {_fmt(summ['average_normalised'], 2)} over {summ['tasks_averaged']} tasks "
+                      f"(mc {_fmt(summ['average_normalised_mc'], 2)}, generation {_fmt(summ['average_normalised_generate'], 2)})",
+                      f"- **RAG Reranking**: {_fmt(summ['rag_reranking'])} · **RAG Reader**: {_fmt(summ['rag_reader'])}"]
         if summ["eq_bench"]:
             lines.append("- **EQ-Bench**: " + ", ".join(f"{t} {v:.2f}" for t, v in summ["eq_bench"].items()))
         if summ["skipped"]:
