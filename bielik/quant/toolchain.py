@@ -43,7 +43,7 @@ log = get_logger("bielik.quant.toolchain")
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 """Pinned ``llama-cpp-python`` sdist; its ``vendor/llama.cpp`` is the llama.cpp bielik uses."""
 
-TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench", "llama-completion", "llama-debug")
+TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench")
 """cmake targets built by :func:`build_tools` (only these, not the whole tree)."""
 
 PORTABLE_FLAGS = {
