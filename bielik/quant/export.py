@@ -42,20 +42,20 @@ class ExportConfig(StageConfig):
 
 
 def detect_pretokenizer(model_dir: str | Path) -> str | None:
-    """llama.cpp's name for the pre-tokenizer the HF tokenizer of ``model_dir`` really applies, or None.
+    """llama.cpp's name for the pre-tokenizer the model's tokenizer applies in bielik, or None.
 
-    We ask ``AutoTokenizer`` (as the converter does) rather than reading ``tokenizer.json``: in
-    transformers 5 a model directory's ``model_type`` can select a tokenizer class that installs its
-    own pre-tokenizer (a ``qwen2`` model loads ``Qwen2Tokenizer``, which splits digits one by one
-    whatever ``tokenizer.json`` says), and the GGUF must split text like the tokenizer users get.
+    The tokenizer is opened the way every bielik stage opens it
+    (:func:`bielik.tokenizer.formats.load_hf_tokenizer`: as saved; plain ``AutoTokenizer`` on a
+    ``qwen2`` model directory would swap in ``Qwen2Tokenizer`` and its digit-by-digit split), so the
+    GGUF splits text exactly as the model saw it in training.
     """
     path = Path(model_dir)
     if not (path / "tokenizer.json").is_file():
         return None
-    from transformers import AutoTokenizer
+    from bielik.tokenizer.formats import load_hf_tokenizer
 
+    tok = load_hf_tokenizer(path)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
         data = json.loads(tok.backend_tokenizer.to_str())
     except Exception as exc:  # noqa: BLE001 - any loading failure is the user's tokenizer files
         raise BielikError(f"{path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None

@@ -73,11 +73,13 @@ def compute_imatrix(cfg: ImatrixConfig) -> Path:
         output = run_tool("llama-imatrix", args, f"computing the imatrix of {model}", log_file=tmp / "imatrix.log")
         if not (tmp / "imatrix.gguf").is_file():
             raise BielikError(f"llama-imatrix wrote no imatrix for {model}:\n" + "\n".join(output.splitlines()[-8:]))
+        # the chunk count comes from the file: llama.cpp's logger may drop its last lines at exit, so the log's
+        # running perplexity is only the last value it printed
         ppl = [float(v) for _, v in _PPL.findall(output)]
-        chunks = int(_PPL.findall(output)[-1][0]) if ppl else None
         entries = imatrix_entries(tmp / "imatrix.gguf")
+        chunks = _chunk_count(tmp / "imatrix.gguf")
         metrics = {"model": str(model), "method": "llama.cpp", "characters": per_lang, "ctx": cfg.ctx, "chunks": chunks,
-                   "tokens": chunks * cfg.ctx if chunks else None, "calibration_ppl": ppl[-1] if ppl else None,
+                   "tokens": chunks * cfg.ctx, "calibration_ppl_last_logged": ppl[-1] if ppl else None,
                    "tensors": len(entries)}
         write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model}, metrics=metrics)
     return Path(cfg.output) / "imatrix.gguf"
@@ -99,6 +101,11 @@ def imatrix_entries(path: str | Path) -> dict[str, tuple]:
     if not sums:
         raise BielikError(f"{path} holds no imatrix data (no *.in_sum2 tensors)")
     return {name: (sums[name], counts.get(name)) for name in sums}
+
+
+def _chunk_count(path: Path) -> int:
+    field = _reader(path).fields.get("imatrix.chunk_count")
+    return int(field.parts[field.data[0]][0]) if field is not None else 0
 
 
 def _reader(path: Path):
@@ -194,13 +201,12 @@ def write_imatrix(path: Path, entries: dict, arch: str, chunk_count: int, chunk_
 
 
 def _torch_stage(cfg: ImatrixConfig) -> Path:
-    from transformers import AutoTokenizer
-
+    from bielik.tokenizer.formats import load_hf_tokenizer
     from bielik.train.pretrain import load_hf_model
 
     model_dir = Path(cfg.model)
     model = load_hf_model(model_dir).eval()  # BielikError when not an HF directory
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = load_hf_tokenizer(model_dir)
     text, per_lang = select_text(cfg.text, heldout=False)
     ids = tok(text).input_ids
     add_bos = tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id

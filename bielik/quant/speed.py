@@ -64,11 +64,10 @@ def _prompt_ids(model_dir: Path, n: int, vocab_size: int):
     import torch
 
     if (model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer.model").is_file():
-        from transformers import AutoTokenizer
-
         from bielik.quant.calibration import TextConfig, select_text
+        from bielik.tokenizer.formats import load_hf_tokenizer
 
-        tok = AutoTokenizer.from_pretrained(model_dir)
+        tok = load_hf_tokenizer(model_dir)
         text, _ = select_text(TextConfig(mix={"pl": 1.0}, chars=max(4 * n * 8, 1000)), heldout=True)
         ids = tok(text, return_tensors="pt").input_ids[:, :n]
         if ids.shape[1] == n:

@@ -77,11 +77,15 @@ def test_imatrix_entries_read_and_validated(tmp_path):
 def test_pretokenizer_is_the_one_hf_applies(tiny_tokenizer, tiny_model, tmp_path):
     assert detect_pretokenizer(tiny_tokenizer) == "gpt-2"
     assert detect_pretokenizer(tiny_model) == "gpt-2"
-    # the same tokenizer files in a qwen2 model directory: transformers 5 loads Qwen2Tokenizer, which
-    # installs Qwen2's digit-by-digit split; the GGUF must follow what users get
+    # the same tokenizer files in a qwen2 model directory: plain AutoTokenizer would swap in Qwen2Tokenizer
+    # (digit-by-digit split); bielik trains with the tokenizer as saved, so the GGUF keeps GPT-2's split
     shutil.copytree(tiny_model, tmp_path / "q")
     cfg = json.loads((tmp_path / "q" / "config.json").read_text())
     (tmp_path / "q" / "config.json").write_text(json.dumps({**cfg, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
+    assert detect_pretokenizer(tmp_path / "q") == "gpt-2"
+    # a tokenizer saved as Qwen2Tokenizer (a real Qwen2 checkpoint) splits like Qwen2
+    conf = json.loads((tmp_path / "q" / "tokenizer_config.json").read_text())
+    (tmp_path / "q" / "tokenizer_config.json").write_text(json.dumps({**conf, "tokenizer_class": "Qwen2Tokenizer"}))
     assert detect_pretokenizer(tmp_path / "q") == "qwen2"
 
 

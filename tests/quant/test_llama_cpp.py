@@ -50,8 +50,7 @@ def test_export_metadata(pipeline):
 
 def check_logits_parity(hf_dir, gguf_path, tmp_path):
     """llama.cpp's f32 log-probs on Polish text equal the HF model's up to the file's 16-bit storage steps."""
-    from transformers import AutoTokenizer
-
+    from bielik.tokenizer.formats import load_hf_tokenizer
     from bielik.train.pretrain import load_hf_model
 
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
@@ -61,7 +60,7 @@ def check_logits_parity(hf_dir, gguf_path, tmp_path):
                                   # f32 KV cache, no flash attention: the exact f32 path (defaults differ by ~5e-3)
                                   "-ctk", "f32", "-ctv", "f32", "-fa", "off"], "test")
     lp = read_logprob_file(tmp_path / "lp")
-    tok = AutoTokenizer.from_pretrained(hf_dir)
+    tok = load_hf_tokenizer(hf_dir)  # as bielik opens it (and trains with it)
     hf_ids = tok(TEXT).input_ids
     # llama.cpp tokenises Polish text exactly like the HF tokenizer (the registered gpt-2 pre-tokenizer is right)
     np.testing.assert_array_equal(lp.tokens.reshape(-1), hf_ids[: lp.tokens.size])
@@ -156,8 +155,13 @@ def test_compare_agrees_with_llama_perplexity(pipeline):
     base = root / "cmp" / "ref.lp"
     run_tool("llama-perplexity", ["-m", str(pipeline["f32"]), "-f", str(root / "cmp" / "heldout.txt"), "--kl-divergence-base",
                                   str(base), "-c", "128", "-b", "128", "-t", "2"], "test")
-    out = run_tool("llama-perplexity", ["-m", str(root / "q" / "model-Q2_K.gguf"), "--kl-divergence-base", str(base),
-                                        "--kl-divergence", "-c", "128", "-b", "128", "-t", "2"], "test")
+    # llama.cpp leaks its asynchronous logger at exit and loses the final lines about half the time (its
+    # common/log.cpp says so; ggml-org/llama.cpp#22142); bielik's compare reads files, this check reads the log
+    for _ in range(10):
+        out = run_tool("llama-perplexity", ["-m", str(root / "q" / "model-Q2_K.gguf"), "--kl-divergence-base", str(base),
+                                            "--kl-divergence", "-c", "128", "-b", "128", "-t", "2"], "test")
+        if "Same top p:" in out:
+            break
     def grab(pattern: str) -> float:
         m = re.search(pattern, out)
         assert m, f"{pattern!r} not in llama-perplexity's output:\n" + "\n".join(out.splitlines()[-40:])
