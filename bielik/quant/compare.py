@@ -174,19 +174,10 @@ def _logprobs(model: Path, text_file: Path, out: Path, cfg: CompareConfig, log_f
 
 
 def _model_files(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(p.glob("*.gguf"))
-            if not found:
-                raise BielikError(f"models: directory {p} holds no .gguf files")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise BielikError(f"models: {p} does not exist")
-    return files
+    """GGUF files, and the ``*.gguf`` files of the folders, given as ``models``."""
+    from bielik.data.corpus import expand_inputs
+
+    return expand_inputs(paths, (".gguf",), what="models")
 
 
 def _describe(info) -> dict:
