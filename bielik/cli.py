@@ -29,11 +29,13 @@ data_app = typer.Typer(help="Corpus preparation and packing.", no_args_is_help=T
 train_app = typer.Typer(help="Training stages (one engine, many objectives).", no_args_is_help=True)
 bench_app = typer.Typer(help="Hardware and speed measurements.", no_args_is_help=True)
 recipe_app = typer.Typer(help="Run whole recipes (stage graphs).", no_args_is_help=True)
-for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
-                  (bench_app, "bench"), (recipe_app, "recipe")]:
-    app.add_typer(sub, name=name)
 quant_app = typer.Typer(help="GGUF export, importance matrices, quantisation and comparison (llama.cpp).", no_args_is_help=True)
-app.add_typer(quant_app, name="quant")
+eval_app = typer.Typer(help="Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.", no_args_is_help=True)
+quality_app = typer.Typer(help="The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).", no_args_is_help=True)
+for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
+                  (bench_app, "bench"), (recipe_app, "recipe"), (quant_app, "quant"), (eval_app, "eval")]:
+    app.add_typer(sub, name=name)
+data_app.add_typer(quality_app, name="quality")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file", exists=False)
 OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10", show_default=False)
@@ -127,8 +129,6 @@ def _show_quality(report: dict) -> None:
         out.print_json(json.dumps(report, default=str))
 
 
-quality_app = typer.Typer(help="The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).", no_args_is_help=True)
-data_app.add_typer(quality_app, name="quality")
 _stage_command(data_app, "clean", "data.clean", "Cleaning heuristics with a drop reason per document: inputs=[...] output=DIR.", _show_funnel)
 _stage_command(data_app, "anonymize", "data.anonymize", "Replace Polish PII (e-mail, URL, phone, address, PESEL, NIP, IBAN) by placeholders.", _show_funnel)
 _stage_command(data_app, "dedup", "data.dedup", "Exact + MinHash-LSH near-duplicate removal: dedup.threshold=0.8.", _show_funnel)
@@ -274,8 +274,6 @@ def recipe_run_cmd(
 
 
 # ---------------------------------------------------------------------------------------- eval
-eval_app = typer.Typer(help="Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.", no_args_is_help=True)
-app.add_typer(eval_app, name="eval")
 
 
 def _show_leaderboard(summary: dict) -> None:
