@@ -29,6 +29,7 @@ from bielik.artifacts import config_digest, staged_dir
 from bielik.config import StageConfig
 from bielik.errors import BielikError
 from bielik.log import get_logger
+from bielik.model.tensors import copy_side_files
 from bielik.progress import progress
 from bielik.train import checkpoint as ckpt
 from bielik.train.batches import BatchSource
@@ -252,8 +253,8 @@ class Engine:
                 self.hf_model.config.use_cache = True
                 self.hf_model.save_pretrained(tmp, state_dict=sd, safe_serialization=True)
                 self.hf_model.config.use_cache = False
-                for src in extra_dirs:
-                    _copy_tokenizer_files(Path(src), tmp)
+                for src in extra_dirs:  # save_pretrained wrote this model's own generation config
+                    copy_side_files(src, tmp, skip=("generation_config.json",))
         barrier(self.dist)
         return Path(path)
 
@@ -320,15 +321,3 @@ class Engine:
         )
         self.metrics.close()
         return summary
-
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                    "vocab.json", "merges.txt", "chat_template.jinja", "added_tokens.json")
-
-
-def _copy_tokenizer_files(src: Path, dst: Path) -> None:
-    import shutil
-
-    for name in _TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
