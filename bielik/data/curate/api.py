@@ -11,55 +11,25 @@ from bielik.data.curate.quality import QualityEvalConfig, QualityTrainConfig  # 
 from bielik.data.curate.quality_data import QualitySetConfig  # noqa: F401
 
 
-def clean(cfg: CleanStageConfig) -> dict:
-    from bielik.data.curate import stages
+def _lazy(module: str, name: str):
+    """``module.name(cfg)``, importing ``module`` only when the stage runs."""
 
-    return stages.clean(cfg)
+    def run(cfg):
+        from importlib import import_module
 
+        return getattr(import_module(module), name)(cfg)
 
-def anonymize(cfg: AnonymizeStageConfig) -> dict:
-    from bielik.data.curate import stages
-
-    return stages.anonymize(cfg)
-
-
-def dedup(cfg: DedupStageConfig) -> dict:
-    from bielik.data.curate import stages
-
-    return stages.dedup(cfg)
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
-def features(cfg: FeaturesStageConfig) -> dict:
-    from bielik.data.curate import stages
-
-    return stages.features(cfg)
-
-
-def quality_filter(cfg: QualityFilterStageConfig) -> dict:
-    from bielik.data.curate import stages
-
-    return stages.quality_filter(cfg)
-
-
-def curate(cfg: CurateConfig) -> dict:
-    from bielik.data.curate import stages
-
-    return stages.curate(cfg)
-
-
-def quality_build(cfg: QualitySetConfig) -> dict:
-    from bielik.data.curate.quality_data import build_quality_set
-
-    return build_quality_set(cfg)
-
-
-def quality_train(cfg: QualityTrainConfig) -> dict:
-    from bielik.data.curate.quality import train_quality
-
-    return train_quality(cfg)
-
-
-def quality_eval(cfg: QualityEvalConfig) -> dict:
-    from bielik.data.curate.quality import eval_quality
-
-    return eval_quality(cfg)
+_STAGES = "bielik.data.curate.stages"
+clean = _lazy(_STAGES, "clean")
+anonymize = _lazy(_STAGES, "anonymize")
+dedup = _lazy(_STAGES, "dedup")
+features = _lazy(_STAGES, "features")
+quality_filter = _lazy(_STAGES, "quality_filter")
+curate = _lazy(_STAGES, "curate")
+quality_build = _lazy("bielik.data.curate.quality_data", "build_quality_set")
+quality_train = _lazy("bielik.data.curate.quality", "train_quality")
+quality_eval = _lazy("bielik.data.curate.quality", "eval_quality")
