@@ -89,17 +89,12 @@ class EvalLM:
         """Load an HF model directory. The tokenizer is opened as it was saved
         (:func:`bielik.tokenizer.formats.load_hf_tokenizer`: ``AutoTokenizer`` would swap in the model
         type's tokenizer class for some types, e.g. Qwen2's pre-tokenizer; identical for Llama/Mistral)."""
-        from transformers import AutoModelForCausalLM
-
         from bielik.tokenizer.formats import load_hf_tokenizer
         from bielik.train.distributed import pick_device
+        from bielik.train.pretrain import load_hf_model
 
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise BielikError(f"model {path} is not an HF model directory (no config.json)")
-        tok = load_hf_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
-        return cls(model.to(pick_device(device)), tok, **kw)
+        model = load_hf_model(path, dtype)  # BielikError when not an HF directory
+        return cls(model.to(pick_device(device)), load_hf_tokenizer(Path(path)), **kw)
 
     # ------------------------------------------------------------------------- tokenisation
     def encode(self, text: str) -> list[int]:

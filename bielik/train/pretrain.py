@@ -33,13 +33,13 @@ class PretrainConfig(StageConfig):
     train: EngineConfig = Field(default_factory=EngineConfig)
 
 
-def load_hf_model(path: str | Path):
+def load_hf_model(path: str | Path, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise BielikError(f"model {path} is not an HF model directory (no config.json)")
-    return AutoModelForCausalLM.from_pretrained(path, dtype="float32", attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
