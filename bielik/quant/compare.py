@@ -181,14 +181,7 @@ def _model_files(paths: list[str]) -> list[Path]:
 
 
 def _describe(info) -> dict:
-    import gguf
-
-    ftype = info.metadata.get("general.file_type")
-    try:
-        qtype = gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_")
-    except (TypeError, ValueError):
-        qtype = "?"
-    return {"type": qtype, "imatrix": "quantize.imatrix.file" in info.metadata, "gib": info.gib, "file_bytes": info.file_bytes,
+    return {"type": info.type_name, "imatrix": "quantize.imatrix.file" in info.metadata, "gib": info.gib, "file_bytes": info.file_bytes,
             "bits_per_weight": info.bits_per_weight}
 
 

@@ -36,8 +36,14 @@ class GGUFInfo:
         return 8 * self.tensor_bytes / max(self.n_params, 1)
 
     @property
-    def file_type(self) -> str:
-        return str(self.metadata.get("general.file_type", "?"))
+    def type_name(self) -> str:
+        """llama.cpp's name of ``general.file_type`` (``Q4_K_M``, ``ALL_F32``, ...), ``?`` when absent or unknown."""
+        import gguf
+
+        try:
+            return gguf.LlamaFileType(int(self.metadata.get("general.file_type"))).name.removeprefix("MOSTLY_")
+        except (TypeError, ValueError):
+            return "?"
 
 
 def _field_value(field) -> object:

@@ -122,19 +122,9 @@ def time_gguf(path: Path, cfg: SpeedConfig) -> dict:
     tg = next(t for t in tests if t["n_gen"] > 0 and t["n_prompt"] == 0)
     ttft = [ns / 1e9 for ns in pp["samples_ns"]]
     tpot = [ns / 1e9 / tg["n_gen"] for ns in tg["samples_ns"]]
-    qtype = info.metadata.get("general.file_type")
-    return {"model": str(path), "engine": "llama.cpp", "dtype": _ftype_name(qtype), **_summary(ttft, tpot, cfg.prompt_tokens),
+    return {"model": str(path), "engine": "llama.cpp", "dtype": info.type_name, **_summary(ttft, tpot, cfg.prompt_tokens),
             "prompt_tokens": cfg.prompt_tokens, "new_tokens": cfg.new_tokens, "runs": cfg.runs,
             "gib": info.gib, "bits_per_weight": info.bits_per_weight}
-
-
-def _ftype_name(ftype) -> str:
-    import gguf
-
-    try:
-        return gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_")
-    except (TypeError, ValueError):
-        return "?"
 
 
 def bench_speed(cfg: SpeedConfig) -> list[dict]:
