@@ -21,7 +21,8 @@ from bielik.data.curate.config import (
 )
 from bielik.data.curate.dedup import DedupConfig, Deduplicator
 from bielik.data.curate.pipeline import (
-    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, funnel, gather_counts, plot_funnel, run_shards,
+    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, funnel, gather_counts, plot_funnel, run_minhash,
+    run_shards, work_dir,
 )
 from bielik.log import get_logger
 from bielik.progress import progress
@@ -97,8 +98,6 @@ def _read_shard(path: Path):
 
 
 def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = None, features: bool = False) -> dict:
-    from bielik.data.curate.pipeline import run_minhash
-
     files = check_files(cfg)
     work, tasks, complete = run_shards(cfg, steps, files)
     if complete and dedup is not None and dedup.engine == "datatrove":
@@ -126,8 +125,6 @@ def dedup(cfg: DedupStageConfig) -> dict:
 
 
 def features(cfg: FeaturesStageConfig) -> dict:
-    from bielik.data.curate.pipeline import work_dir
-
     return _run(cfg, "data.features", [FeaturesWriter(str(work_dir(cfg.output)), cfg.max_chars)], features=True)
 
 
@@ -138,17 +135,13 @@ def quality_filter(cfg: QualityFilterStageConfig) -> dict:
 def curate(cfg: CurateConfig) -> dict:
     from bielik.errors import ConfigError
 
-    valid = ("clean", "anonymize", "quality", "dedup")
+    # the per-document steps in pipeline order; dedup runs after them, over all shards
+    per_doc = {"clean": CleanStep(cfg.clean), "anonymize": AnonymizeStep(cfg.anonymize), "quality": QualityStep(cfg.quality)}
+    valid = (*per_doc, "dedup")
     bad = [s for s in cfg.steps if s not in valid]
     if bad:
         raise ConfigError(f"steps: unknown step(s) {bad}; valid: {', '.join(valid)}")
-    steps = []
-    if "clean" in cfg.steps:
-        steps.append(CleanStep(cfg.clean))
-    if "anonymize" in cfg.steps:
-        steps.append(AnonymizeStep(cfg.anonymize))
-    if "quality" in cfg.steps:
-        steps.append(QualityStep(cfg.quality))
+    steps = [step for name, step in per_doc.items() if name in cfg.steps]
     return _run(cfg, "data.curate", steps, dedup=cfg.dedup if "dedup" in cfg.steps else None)
 
 
