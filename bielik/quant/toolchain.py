@@ -206,11 +206,6 @@ def tool(name: str) -> Path:
     return build_tools() / name
 
 
-def gguf_py_path() -> Path:
-    """The vendored ``gguf-py`` matching the converter (put first on ``sys.path``/``PYTHONPATH``)."""
-    return llama_cpp_source() / "gguf-py"
-
-
 def default_threads() -> int:
     """Threads for llama.cpp tools: ``OMP_NUM_THREADS`` when set (the machine may be shared), else all cores."""
     env = os.environ.get("OMP_NUM_THREADS")
