@@ -1,7 +1,7 @@
 """End to end with the real llama.cpp tools: export -> imatrix -> quantize -> compare -> speed.
 
 Slow-marked: on a machine without the cached toolchain the first test fetches the llama-cpp-python
-sdist (~77 MB) and builds the tools (~3-5 min on 2 cores, more on a busy machine); then the whole
+sdist (~77 MB) and builds the tools (~8 min measured on 2 shared cores); then the whole
 module takes about a minute. The fast suite covers the maths, formats and configs without it.
 """
 
