@@ -11,6 +11,9 @@ from bielik.config import StageConfig
 from bielik.data.curate.clean import CleanConfig
 from bielik.data.curate.dedup import DedupConfig
 
+DEFAULT_THRESHOLD = 0.90  # keep a document when P(HIGH) > this (the reports' threshold)
+DEFAULT_MAX_CHARS = 5000  # stylometric features are computed on this many leading characters
+
 
 class ExecutorConfig(StageConfig):
     kind: Literal["local", "slurm", "ray"] = "local"
@@ -33,7 +36,7 @@ class AnonymizeConfig(StageConfig):
 
 class QualityFilterOptions(StageConfig):
     model: str = Field("default", description="quality model directory ('default' = the shipped model)")
-    threshold: float = Field(0.90, gt=0, lt=1, description="keep a document when P(HIGH) > threshold")
+    threshold: float = Field(DEFAULT_THRESHOLD, gt=0, lt=1, description="keep a document when P(HIGH) > threshold")
     nthread: int = Field(1, ge=1)
 
 
@@ -65,7 +68,7 @@ class DedupStageConfig(PipelineBase):
 
 class FeaturesStageConfig(PipelineBase):
     output: str = "runs/features"
-    max_chars: int | None = Field(5000, description="features are computed on the first max_chars characters (None = all)")
+    max_chars: int | None = Field(DEFAULT_MAX_CHARS, description="features are computed on the first max_chars characters (None = all)")
     keep_dropped: bool = False
 
 

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from bielik.artifacts import read_json, staged_dir, write_json, write_stage_record
 from bielik.config import StageConfig
+from bielik.data.curate.config import DEFAULT_MAX_CHARS, DEFAULT_THRESHOLD
 from bielik.data.curate.quality_data import LABELS
 from bielik.data.curate.stylometry import FEATURE_NAMES, FeatureExtractor
 from bielik.errors import DataError
@@ -28,8 +29,6 @@ from bielik.log import get_logger
 from bielik.progress import progress
 
 log = get_logger(__name__)
-DEFAULT_THRESHOLD = 0.90
-DEFAULT_MAX_CHARS = 5000
 
 
 def default_model_dir() -> Path:

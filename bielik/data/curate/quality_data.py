@@ -32,6 +32,7 @@ from typing import Iterator
 from pydantic import Field
 
 from bielik.config import StageConfig
+from bielik.data.curate.config import DEFAULT_MAX_CHARS
 
 LABELS = ("HIGH", "MEDIUM", "LOW")
 DEFAULT_SOURCES = ["pl_legal", "pl_ntrex_news", "pl_wikipedia", "pl_wolnelektury", "pl_ud_pud"]
@@ -44,7 +45,7 @@ class QualitySetConfig(StageConfig):
     examples_per_source: int = Field(800, ge=1, description="passages cut from each source file (spread over its documents), so registers are balanced")
     max_passages_per_doc: int = Field(12, ge=1)
     min_chars: int = Field(400, ge=100)
-    max_chars: int = Field(5000, ge=200)
+    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=200)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     seed: int = 0
     overwrite: bool = False
