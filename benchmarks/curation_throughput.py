@@ -22,7 +22,6 @@ the four steps together. Whatever comes out is reported.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -34,15 +33,16 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bielik.data.corpus import shipped_corpus_dir  # noqa: E402
+from bielik.data.corpus import read_jsonl, shipped_corpus_dir  # noqa: E402
 from bielik.data.curate.clean import Cleaner  # noqa: E402
+from bielik.data.curate.config import DEFAULT_MAX_CHARS  # noqa: E402
 from bielik.data.curate.morph import Analyzer  # noqa: E402
 from bielik.data.curate.pii import anonymize  # noqa: E402
 from bielik.data.curate.quality import QualityModel  # noqa: E402
 from bielik.data.curate.stylometry import FeatureExtractor  # noqa: E402
 
 
-def cut(text: str, n: int = 5000) -> str:
+def cut(text: str, n: int) -> str:
     if len(text) <= n:
         return text
     i = text.rfind("\n", 0, n)
@@ -50,11 +50,7 @@ def cut(text: str, n: int = 5000) -> str:
 
 
 def load_docs(max_chars: int) -> list[str]:
-    docs = []
-    for f in sorted(shipped_corpus_dir().glob("pl_*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            docs += [cut(json.loads(line)["text"], max_chars) for line in fh]
-    return docs
+    return [cut(doc.text, max_chars) for f in sorted(shipped_corpus_dir().glob("pl_*.jsonl.gz")) for doc in read_jsonl(f)]
 
 
 def timed(fn, docs) -> tuple[float, float]:
@@ -68,7 +64,7 @@ def timed(fn, docs) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--max-chars", type=int, default=5000)
+    ap.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS)
     ap.add_argument("--pipeline", action="store_true", help="also time the whole data.curate stage")
     args = ap.parse_args()
 
