@@ -67,8 +67,9 @@ def _open(path: Path):
     return open(path, encoding="utf-8")
 
 
-def read_jsonl(path: str | Path, text_key: str = "text") -> Iterator[Document]:
-    """Yield the documents of one JSONL(.gz) file; raise :class:`DataError` at the first bad line."""
+def iter_jsonl_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, JSON object) for every non-empty line of one JSONL(.gz) file; raise
+    :class:`DataError` naming the file and line at the first line that is not a JSON object."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
@@ -86,20 +87,27 @@ def read_jsonl(path: str | Path, text_key: str = "text") -> Iterator[Document]:
                     ) from None
                 if not isinstance(obj, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                text = obj.get(text_key)
-                if not isinstance(text, str):
-                    raise DataError(
-                        f"{path}:{lineno}: field '{text_key}' is "
-                        f"{'missing' if text is None else type(text).__name__}; expected a string"
-                    )
-                yield Document(
-                    id=str(obj.get("id", f"{path.name}:{lineno}")),
-                    text=text,
-                    lang=obj.get("lang"),
-                    source=obj.get("source"),
-                )
+                yield lineno, obj
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot be read as UTF-8 JSONL ({exc})") from None
+
+
+def read_jsonl(path: str | Path, text_key: str = "text") -> Iterator[Document]:
+    """Yield the documents of one JSONL(.gz) file; raise :class:`DataError` at the first bad line."""
+    path = Path(path)
+    for lineno, obj in iter_jsonl_records(path):
+        text = obj.get(text_key)
+        if not isinstance(text, str):
+            raise DataError(
+                f"{path}:{lineno}: field '{text_key}' is "
+                f"{'missing' if text is None else type(text).__name__}; expected a string"
+            )
+        yield Document(
+            id=str(obj.get("id", f"{path.name}:{lineno}")),
+            text=text,
+            lang=obj.get("lang"),
+            source=obj.get("source"),
+        )
 
 
 def read_corpus(paths: Iterable[str | Path], text_key: str = "text") -> Iterator[Document]:

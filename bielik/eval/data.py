@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+from bielik.data.corpus import iter_jsonl_records
 from bielik.errors import DataError
 from bielik.eval.tasks import TaskSpec, shipped_data_dir
 
@@ -20,19 +21,7 @@ def read_records(path: Path) -> list[dict]:
     """All records of a JSONL / JSON-array / CSV / TSV / Parquet file, in file order."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson")):
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-        return rows
+        return [row for _, row in iter_jsonl_records(path)]
     if name.endswith(".json"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
