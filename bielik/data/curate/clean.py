@@ -27,6 +27,7 @@ Steps (in order; each can be switched off in :class:`CleanConfig`):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -37,10 +38,6 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from bielik.config import StageConfig
-
-STEP_NAMES = ("blocklist", "encoding", "control", "boilerplate", "broken_table", "non_linguistic",
-              "truncated", "min_length", "language")
-
 
 class CleanConfig(StageConfig):
     steps: list[str] = Field(default_factory=lambda: list(STEP_NAMES), description="steps to run, in this order")
@@ -128,6 +125,7 @@ def step_blocklist(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     return StepResult(True, text)
 
 
+@functools.cache
 def _ftfy_config():
     import ftfy
 
@@ -135,17 +133,12 @@ def _ftfy_config():
     return ftfy.TextFixerConfig(uncurl_quotes=False, fix_line_breaks=False, normalization="NFC", explain=False)
 
 
-_FTFY: list = []
-
-
 def step_encoding(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     change = None
     if _SUSPECT.search(text):
         import ftfy
 
-        if not _FTFY:
-            _FTFY.append(_ftfy_config())
-        fixed = ftfy.fix_text(text, _FTFY[0])
+        fixed = ftfy.fix_text(text, _ftfy_config())
         if fixed != text:
             text, change = fixed, "encoding_repaired"
     bad = text.count("\ufffd") + len(_MOJIBAKE_LEFT.findall(text))
@@ -164,9 +157,8 @@ def step_control(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 
 def _is_nav(line: str) -> bool:
     s = line.strip()
-    if len(_NAV_SEP.findall(s)) >= 2 and len(s) / (len(_NAV_SEP.findall(s)) + 1) < 25:
-        return True
-    return False
+    seps = len(_NAV_SEP.findall(s))
+    return seps >= 2 and len(s) / (seps + 1) < 25
 
 
 def step_boilerplate(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
@@ -276,6 +268,7 @@ STEPS: dict[str, Callable[[str, dict, CleanConfig], StepResult]] = {
     "boilerplate": step_boilerplate, "broken_table": step_broken_table, "non_linguistic": step_non_linguistic,
     "truncated": step_truncated, "min_length": step_min_length, "language": step_language,
 }
+STEP_NAMES = tuple(STEPS)
 
 
 class Cleaner:
