@@ -64,10 +64,13 @@ def parse_rating(text: str) -> float:
 
 
 class JudgmentCache:
-    """Append-only JSONL of judgments keyed by the request's digest; a torn last line is ignored."""
+    """Append-only JSONL of rows keyed by their ``key`` (a request's digest); a torn last line is ignored.
 
-    def __init__(self, directory: str | Path):
-        self.path = Path(directory) / "judgments.jsonl"
+    Judgments live in ``judgments.jsonl``; MT-Bench caches the model's answers the same way (``name``).
+    """
+
+    def __init__(self, directory: str | Path, name: str = "judgments.jsonl"):
+        self.path = Path(directory) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.entries: dict[str, dict] = {}

@@ -35,7 +35,7 @@ from bielik.artifacts import atomic_write_text, staged_dir, write_json, write_st
 from bielik.config import StageConfig
 from bielik.errors import DataError
 from bielik.eval.data import read_records
-from bielik.eval.judge import Judge, JudgeConfig
+from bielik.eval.judge import Judge, JudgeConfig, JudgmentCache
 from bielik.eval.leaderboard import ModelOptions
 from bielik.log import get_logger
 from bielik.progress import progress
@@ -116,15 +116,8 @@ def generate_answers(cfg: MTBenchConfig, questions: list[dict], cache_dir: Path)
     stop_ids = {lm.eos_id, *(lm.tok.convert_tokens_to_ids([t])[0] for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
                              if t in lm.tok.get_vocab())} - {None}
     model_key = path_digest(Path(cfg.model) / "model.safetensors") if (Path(cfg.model) / "model.safetensors").is_file() else cfg.model
-    cache_path = cache_dir / "answers.jsonl"
-    cached = {}
-    if cache_path.is_file():
-        for line in cache_path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                cached[row["key"]] = row
-            except (json.JSONDecodeError, KeyError):
-                continue
+    cache = JudgmentCache(cache_dir, "answers.jsonl")
+    cached = cache.entries
     keys = {q["question_id"]: hashlib.sha256(json.dumps([model_key, q["turns"], cfg.max_new_tokens, cfg.system_prompt],
                                                         ensure_ascii=False).encode()).hexdigest() for q in questions}
     todo = [q for q in questions if keys[q["question_id"]] not in cached]
@@ -143,12 +136,8 @@ def generate_answers(cfg: MTBenchConfig, questions: list[dict], cache_dir: Path)
                 out = out.strip()
                 answers[q["question_id"]].append(out)
                 convs[q["question_id"]].append({"role": "assistant", "content": out})
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with open(cache_path, "a", encoding="utf-8") as fh:
-            for q in todo:
-                row = {"key": keys[q["question_id"]], "question_id": q["question_id"], "turns": answers[q["question_id"]]}
-                cached[row["key"]] = row
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for q in todo:
+            cache.put({"key": keys[q["question_id"]], "question_id": q["question_id"], "turns": answers[q["question_id"]]})
     model_id = cfg.model_id or Path(cfg.model).name
     return [{"question_id": q["question_id"], "answer_id": keys[q["question_id"]][:22], "model_id": model_id,
              "choices": [{"index": 0, "turns": cached[keys[q["question_id"]]]["turns"]}], "tstamp": time.time()} for q in questions]
