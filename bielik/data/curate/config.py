@@ -10,6 +10,7 @@ from pydantic import Field
 from bielik.config import StageConfig
 from bielik.data.curate.clean import CleanConfig
 from bielik.data.curate.dedup import DedupConfig
+from bielik.data.curate.pii import PII_TYPES
 
 DEFAULT_THRESHOLD = 0.90  # keep a document when P(HIGH) > this (the reports' threshold)
 DEFAULT_MAX_CHARS = 5000  # stylometric features are computed on this many leading characters
@@ -30,7 +31,7 @@ class ExecutorConfig(StageConfig):
 
 
 class AnonymizeConfig(StageConfig):
-    types: list[str] = Field(default_factory=lambda: ["EMAIL", "URL", "PHONE", "ADDRESS", "PESEL", "NIP", "IBAN"])
+    types: list[str] = Field(default_factory=lambda: list(PII_TYPES))
     report_spans: bool = Field(True, description="keep the span-level report in each record's curation.pii")
 
 

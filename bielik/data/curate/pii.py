@@ -22,10 +22,8 @@ import datetime as _dt
 import re
 from dataclasses import dataclass
 
-PLACEHOLDERS = {
-    "EMAIL": "[EMAIL]", "URL": "[URL]", "PHONE": "[PHONE]", "ADDRESS": "[ADDRESS]",
-    "PESEL": "[PESEL]", "NIP": "[NIP]", "IBAN": "[IBAN]",
-}
+PII_TYPES = ("EMAIL", "URL", "PHONE", "ADDRESS", "PESEL", "NIP", "IBAN")
+PLACEHOLDERS = {t: f"[{t}]" for t in PII_TYPES}
 
 
 @dataclass(frozen=True)

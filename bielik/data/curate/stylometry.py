@@ -36,6 +36,7 @@ from collections import Counter
 import numpy as np
 
 from bielik.data.curate.morph import UPOS_TAGS, Analyzer, analyzer
+from bielik.data.curate.pii import PII_TYPES
 
 _FLEXEMES = ("subst", "depr", "ger", "adj", "adja", "adjp", "adjc", "pact", "ppas", "adv", "num", "numcol",
              "ppron12", "ppron3", "siebie", "fin", "bedzie", "aglt", "praet", "impt", "imps", "inf", "pcon",
@@ -166,7 +167,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*|\d+(?:[.,]\d+)*|[^\W_]+", re.UNICO
 _SENT_END = re.compile(r"(?<=[.!?…])\s+(?=[\"„(]?[A-ZĄĆĘŁŃÓŚŹŻ0-9])|\n\s*\n")
 _LIST_LINE = re.compile(r"^\s*(?:[-*•–·]|\d{1,3}[.)]|[a-z][.)])\s+")
 _URLISH = re.compile(r"https?://|www\.|@|\[(?:at|dot)\]|\.(?:pl|com|org|net|eu)\b")
-_PLACEHOLDER = re.compile(r"\[(?:EMAIL|URL|PHONE|ADDRESS|PESEL|NIP|IBAN)\]")
+_PLACEHOLDER = re.compile(rf"\[(?:{'|'.join(PII_TYPES)})\]")
 _MOJIBAKE = re.compile(r"[ÃÅÄĹĂ]|â€")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LINE_FINAL = set(".!?:;…\"”»)'")
