@@ -160,9 +160,7 @@ def task_baseline(spec: TaskSpec, task: PreparedTask) -> tuple[float | None, str
         if spec.output_type == "generate_until":
             g = (mspec.label_map or {}).get(str(g), mspec.default_label) if metric == "f1" and mspec else str(g)
         golds.append(g)
-    if metric == "f1":
-        return M.majority_baseline("f1", golds, mspec), "majority class of the evaluated split"
-    return M.majority_baseline(metric, golds), "majority class of the evaluated split"
+    return M.majority_baseline(metric, golds, mspec), "majority class of the evaluated split"
 
 
 def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: list[Path], *, split: str | None = None,
