@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ def held_out_perplexity(lm, cfg: PerplexityConfig) -> dict | None:
         if str(p).endswith(".txt"):
             texts.append(Path(p).read_text(encoding="utf-8"))
         else:
-            texts.extend(d.text for d in read_corpus([p]))
+            texts.extend(d.text for d in islice(read_corpus([p]), cfg.max_docs - len(texts)))
         if len(texts) >= cfg.max_docs:
             break
     texts = [t[: cfg.max_chars] for t in texts[: cfg.max_docs] if t.strip()]
