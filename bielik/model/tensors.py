@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -72,9 +71,6 @@ class CheckpointReader:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._handles[self.weight_map[name]].get_slice(name).get_shape())
-
-    def dtype_name(self, name: str) -> str:
-        return self._handles[self.weight_map[name]].get_slice(name).get_dtype()
 
     def config(self) -> dict:
         return json.loads((self.path / "config.json").read_text(encoding="utf-8"))
@@ -143,11 +139,3 @@ def copy_side_files(src: str | Path, dst: str | Path, skip: tuple[str, ...] = ()
             shutil.copy2(f, Path(dst) / name)
             copied.append(name)
     return copied
-
-
-def iter_layer_tensors(reader: CheckpointReader, prefix: str, layer: int) -> Iterator[tuple[str, str]]:
-    """(full name, name inside the layer) for every tensor of decoder layer ``layer``."""
-    head = f"{prefix}{layer}."
-    for k in reader.keys():
-        if k.startswith(head):
-            yield k, k[len(head):]
