@@ -36,6 +36,15 @@ def tiny_tokenizer(tmp_path_factory) -> Path:
     return out
 
 
+def polish_sp_tokenizer(tmp_path_factory, vocab_size: int, max_chars: int) -> Path:
+    """A SentencePiece-style tokenizer trained on the shipped Polish documents (for module fixtures)."""
+    from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+
+    out = tmp_path_factory.mktemp("sp") / "tok"
+    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=vocab_size, max_chars=max_chars, langs=["pl"]))
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, tiny_tokenizer) -> Path:
     from bielik.data.pack import PackConfig, pack

@@ -6,6 +6,7 @@ import torch
 from bielik.errors import BielikError
 from bielik.model.swap import SwapTokenizerConfig, canonical_vocab, match_tokens, sparsemax, swap_tokenizer
 from bielik.tokenizer.formats import load_hf_tokenizer
+from tests.conftest import polish_sp_tokenizer
 from tests.model.tiny_models import save_tiny
 
 FAST_FT = {"dim": 32, "epochs": 2, "min_count": 3}
@@ -38,11 +39,7 @@ def test_sparsemax_is_the_simplex_projection():
 
 @pytest.fixture(scope="module")
 def sp_tok(tmp_path_factory):
-    from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-
-    out = tmp_path_factory.mktemp("sp") / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=1024, max_chars=400_000, langs=["pl"]))
-    return out
+    return polish_sp_tokenizer(tmp_path_factory, vocab_size=1024, max_chars=400_000)
 
 
 def test_matching_across_space_markers(tiny_tokenizer, sp_tok):

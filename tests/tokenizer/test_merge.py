@@ -4,16 +4,13 @@ import pytest
 
 from bielik.errors import BielikError
 from bielik.tokenizer.merge import TokenizerMergeConfig, merge_tokenizers, merge_vocabularies
+from tests.conftest import polish_sp_tokenizer
 from tests.tokenizer.real import real_tokenizer
 
 
 @pytest.fixture(scope="module")
 def polish_sp(tmp_path_factory):
-    from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-
-    out = tmp_path_factory.mktemp("pl") / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=6000, max_chars=2_000_000, langs=["pl"]))
-    return out
+    return polish_sp_tokenizer(tmp_path_factory, vocab_size=6000, max_chars=2_000_000)
 
 
 def test_mistral_plus_polish_merge_is_ambiguous(tmp_path, polish_sp):

@@ -2,6 +2,7 @@ import pytest
 
 from bielik.data.corpus import shipped_corpus_dir
 from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from tests.conftest import polish_sp_tokenizer
 from tests.tokenizer.real import real_tokenizer
 
 PREAMBLE = (shipped_corpus_dir() / "constitution_preamble_pl.txt").read_text(encoding="utf-8")
@@ -9,9 +10,7 @@ PREAMBLE = (shipped_corpus_dir() / "constitution_preamble_pl.txt").read_text(enc
 
 @pytest.fixture(scope="module")
 def sp_tokenizer(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sp") / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=8192, max_chars=3_000_000, langs=["pl"]))
-    return out
+    return polish_sp_tokenizer(tmp_path_factory, vocab_size=8192, max_chars=3_000_000)
 
 
 def test_sentencepiece_style_format(sp_tokenizer):
