@@ -126,7 +126,8 @@ def _reader(path: Path):
 # PyTorch forward hooks
 
 
-GGUF_ARCH = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+"""HF ``model_type`` -> llama.cpp architecture (what ``convert_hf_to_gguf.py`` writes for it)."""
 
 
 def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chunks: int | None = None) -> tuple[dict, int]:
@@ -142,7 +143,7 @@ def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chu
     arch = GGUF_ARCH.get(model.config.model_type)
     if arch is None:
         raise BielikError(f"imatrix (torch): model type {model.config.model_type!r} not supported ({', '.join(GGUF_ARCH)})")
-    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch), model.config.num_hidden_layers)
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), model.config.num_hidden_layers)
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     hooks = []
@@ -214,8 +215,7 @@ def _torch_stage(cfg: ImatrixConfig) -> Path:
     entries, windows = torch_imatrix(model, ids, cfg.ctx, tok.bos_token_id if add_bos else None, cfg.chunks)
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         atomic_write_text(tmp / "calibration.txt", text)
-        arch = "qwen2" if model.config.model_type == "qwen2" else "llama"
-        write_imatrix(tmp / "imatrix.gguf", entries, arch, windows, cfg.ctx, "calibration.txt")
+        write_imatrix(tmp / "imatrix.gguf", entries, GGUF_ARCH[model.config.model_type], windows, cfg.ctx, "calibration.txt")
         metrics = {"model": str(model_dir), "method": "torch", "characters": per_lang, "ctx": cfg.ctx, "chunks": windows,
                    "tokens": windows * cfg.ctx, "tensors": len(entries)}
         write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model_dir}, metrics=metrics)
