@@ -212,7 +212,7 @@ def compare(cfg: CompareConfig) -> dict:
         del ref_lp
         (tmp / ".reference.logprobs").unlink()
         rows.sort(key=lambda r: (-r["bits_per_weight"], r["imatrix"]))
-        result = {"reference": {**base, "ppl": rows[0]["ppl_ref"] if rows else None}, "text": {"characters": per_lang, "ctx": cfg.ctx},
+        result = {"reference": {**base, "ppl": rows[0]["ppl_ref"]}, "text": {"characters": per_lang, "ctx": cfg.ctx},
                   "rows": rows}
         write_json(tmp / "compare.json", result)
         atomic_write_text(tmp / "compare.md", markdown_table(result))
