@@ -310,10 +310,6 @@ def work_dir(output: str) -> Path:
     return out.with_name(out.name + ".work")
 
 
-def n_tasks(cfg: PipelineBase, files: list[Path]) -> int:
-    return cfg.executor.tasks or len(files)
-
-
 def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path, logs_name: str = "logs",
                    depends=None, whole: bool = False):
     """The configured datatrove executor; ``whole`` ignores the node slice (stages after the shards)."""
@@ -348,7 +344,7 @@ def completed_ranks(work: Path, tasks: int, logs_name: str = "logs") -> list[int
 def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path, int, bool]:
     """Run reader → ``steps`` → writer over every shard; returns (work dir, tasks, all shards done)."""
     work = work_dir(cfg.output)
-    tasks = n_tasks(cfg, files)
+    tasks = cfg.executor.tasks or len(files)
     # what decides the shards' content; how they are scheduled (workers, node slices) may change
     conf = cfg.model_dump(mode="json", exclude={"overwrite", "keep_work", "executor"})
     manifest = {"files": [str(f) for f in files], "tasks": tasks, "config": conf}
@@ -382,7 +378,6 @@ def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
     from datatrove.pipeline.dedup.minhash import (
         MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
     )
-
     from datatrove.utils.hashing import HashConfig
 
     from bielik.data.curate.dedup import lsh_bands
@@ -440,8 +435,7 @@ def funnel(counts: Counter) -> list[dict]:
     rows = [{"step": "input", "dropped": 0, "remaining": remaining}]
     reasons = {k[len("dropped_"):]: v for k, v in counts.items() if k.startswith("dropped_")}
     lang = sum(v for k, v in reasons.items() if k.startswith("language_"))
-    ordered = [(r, reasons.get(r, 0)) for r in FUNNEL_ORDER if r != "language"]
-    ordered.insert(FUNNEL_ORDER.index("language"), ("language", lang))
+    ordered = [(r, lang if r == "language" else reasons.get(r, 0)) for r in FUNNEL_ORDER]
     ordered += [(r, v) for r, v in reasons.items() if r not in FUNNEL_ORDER and not r.startswith("language_")]
     for r, v in ordered:
         if v:
