@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from pydantic import Field
@@ -285,8 +284,3 @@ def format_report(report: dict) -> str:
                     f"recall(HIGH) {f['recall_high']:.4f}")
     return "\n".join(rows)
 
-
-def predict_texts(model: QualityModel, texts: Iterable[str]) -> list[dict]:
-    P = model.proba(list(texts))
-    return [{"label": model.labels[int(p.argmax())], **{f"p_{lab}": round(float(v), 4) for lab, v in zip(model.labels, p)}}
-            for p in P]
