@@ -283,4 +283,3 @@ def format_report(report: dict) -> str:
         rows.append(f"filter P(HIGH) > {f['threshold']}: kept {f['kept']}, precision(HIGH) {f['precision_high']:.4f}, "
                     f"recall(HIGH) {f['recall_high']:.4f}")
     return "\n".join(rows)
-
