@@ -93,15 +93,8 @@ def main() -> None:
                      for i, (name, ctx, choices) in enumerate(reqs) for j, c in enumerate(choices)]
 
         def run_ours():
-            docs, owner = [], []
-            for i, (_, ctx, choices) in enumerate(reqs):
-                for p in ours.encode_choices(ctx, choices):
-                    docs.append(p)
-                    owner.append(i)
-            per = [[] for _ in reqs]
-            for i, res in zip(owner, ours.loglikelihood(docs)):
-                per[i].extend(r[0] for r in res)
-            return per
+            res = ours.loglikelihood([ours.encode_choices(ctx, choices) for _, ctx, choices in reqs])
+            return [[r[0] for r in doc] for doc in res]
 
         def run_theirs():
             res = theirs.loglikelihood(instances, disable_tqdm=True)

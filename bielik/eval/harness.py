@@ -90,15 +90,8 @@ def run_task(lm: EvalLM, task: PreparedTask, chat: bool = False) -> list[dict]:
     records: list[dict] = []
     if spec.output_type == "multiple_choice":
         delim = "" if chat else spec.target_delimiter
-        pieces, owner = [], []
-        for i, (doc, ctx) in enumerate(zip(task.docs, task.contexts)):
-            for p in lm.encode_choices(ctx, [delim + c for c in pr.choices(doc)]):
-                pieces.append(p)
-                owner.append(i)
-        scored = lm.loglikelihood(pieces, desc=spec.task)
-        per_doc: list[list] = [[] for _ in task.docs]
-        for i, res in zip(owner, scored):
-            per_doc[i].extend(res)
+        per_doc = lm.loglikelihood([lm.encode_choices(ctx, [delim + c for c in pr.choices(doc)])
+                                    for doc, ctx in zip(task.docs, task.contexts)], desc=spec.task)
         for i, (doc, ctx, resps) in enumerate(zip(task.docs, task.contexts, per_doc)):
             choices = pr.choices(doc)
             gold = pr.target(doc)

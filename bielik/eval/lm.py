@@ -114,13 +114,12 @@ class EvalLM:
         ctx = self.encode(context)
         return ctx, whole[len(ctx):]
 
-    def encode_choices(self, context: str, continuations: Sequence[str]) -> list[Choices]:
-        """Token form of one document; split per choice only where lm-eval's per-pair token split differs."""
+    def encode_choices(self, context: str, continuations: Sequence[str]) -> Choices:
+        """Token form of one document. lm-eval's context tokens do not depend on the continuation
+        (``encode`` of the context without its trailing spaces, or the BOS/EOS token when it is empty),
+        so every choice shares them."""
         pairs = [self.encode_pair(context, c) for c in continuations]
-        ctx = pairs[0][0]
-        if all(p[0] == ctx for p in pairs):
-            return [Choices(ctx, [p[1] for p in pairs])]
-        return [Choices(p[0], [p[1]]) for p in pairs]
+        return Choices(pairs[0][0], [p[1] for p in pairs])
 
     # ------------------------------------------------------------------------ model pieces
     def _hidden(self, input_ids, cache=None, attention_mask=None, position_ids=None):

@@ -23,7 +23,7 @@ def naive(model, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
 
 
 def test_shared_prefix_loglikelihood_equals_full_rows(eval_lm):
-    docs = [p for c in CONTEXTS for p in eval_lm.encode_choices(c, CHOICES)]
+    docs = [eval_lm.encode_choices(c, CHOICES) for c in CONTEXTS]
     assert any(max(map(len, d.continuations)) > 1 for d in docs) and any(min(map(len, d.continuations)) == 1 for d in docs)
     got = eval_lm.loglikelihood(docs)
     for d, res in zip(docs, got):
@@ -44,7 +44,7 @@ def test_truncation_follows_lm_eval(eval_lm):
     old = eval_lm.max_length
     eval_lm.max_length = 12
     try:
-        doc = eval_lm.encode_choices(" ".join(["słowo"] * 30), [" Tak", " Nie wiem zupełnie"])[0]
+        doc = eval_lm.encode_choices(" ".join(["słowo"] * 30), [" Tak", " Nie wiem zupełnie"])
         res = eval_lm.loglikelihood([doc])[0]
         for cont, (ll, _) in zip(doc.continuations, res):
             inp = (doc.context + cont)[-13:]
@@ -81,6 +81,10 @@ def test_rolling_loglikelihood_and_perplexity(eval_lm):
     assert perplexity([(ll, n)]) == pytest.approx(math.exp(-ll / n))
 
 
-def test_choices_split_when_token_boundaries_differ(eval_lm):
-    docs = eval_lm.encode_choices("Kategoria:", [" A", " B"])
-    assert sum(len(d.continuations) for d in docs) == 2 and all(isinstance(d, Choices) for d in docs)
+def test_choices_share_lm_evals_context_tokens(eval_lm):
+    """Every choice keeps lm-eval's own per-pair (context, continuation) token split, also where the
+    context's last token would merge with the continuation, with trailing spaces and with no context."""
+    for ctx, choices in [("Kategoria:", [" A", " B"]), ("Kategori", ["a:", " B"]), ("Odpowiedź: ", ["Tak", "Nie"]), ("", ["Tak", " Nie"])]:
+        doc = eval_lm.encode_choices(ctx, choices)
+        assert isinstance(doc, Choices) and len(doc.continuations) == len(choices)
+        assert [(doc.context, c) for c in doc.continuations] == [eval_lm.encode_pair(ctx, c) for c in choices]
