@@ -33,7 +33,6 @@ target-language text: a swap that went wrong shows as a high initial loss (RECIP
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import unicodedata
@@ -48,6 +47,7 @@ from bielik.config import StageConfig
 from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
 from bielik.progress import progress
+from bielik.tokenizer.formats import tokenizer_style
 
 log = get_logger(__name__)
 
@@ -95,17 +95,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 _BYTE_DECODER = {c: b for b, c in _bytes_to_unicode().items()}
-
-
-def tokenizer_style(tok) -> str:
-    """``bytelevel`` (GPT-2/Qwen/Llama 3), ``metaspace`` (SentencePiece/Llama/Mistral) or ``plain``."""
-    spec = json.loads(tok.backend_tokenizer.to_str())
-    parts = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder"), spec.get("normalizer")])
-    if '"ByteLevel"' in parts:
-        return "bytelevel"
-    if '"Metaspace"' in parts or "\u2581" in parts:
-        return "metaspace"
-    return "plain"
 
 
 def canonical_vocab(tok) -> dict[str, int]:

@@ -223,6 +223,19 @@ def load_hf_tokenizer(path: str | Path):
         raise BielikError(f"{path} is not an HF tokenizer directory ({str(exc).splitlines()[0]})") from None
 
 
+def tokenizer_style(tok) -> str:
+    """``bytelevel`` (GPT-2/Qwen/Llama 3), ``metaspace`` (SentencePiece/Llama/Mistral) or ``plain``."""
+    import json
+
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    parts = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder"), spec.get("normalizer")])
+    if '"ByteLevel"' in parts:
+        return "bytelevel"
+    if '"Metaspace"' in parts or "\u2581" in parts:
+        return "metaspace"
+    return "plain"
+
+
 def _hf_dir(path: Path, name: str) -> Tok:
     hf = load_hf_tokenizer(path)
     return Tok(name, "hf", str(path), len(hf), lambda t: hf(t, add_special_tokens=False).input_ids, lambda: hf)

@@ -40,6 +40,7 @@ from bielik.config import StageConfig
 from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
 from bielik.progress import progress
+from bielik.tokenizer.formats import tokenizer_style
 
 log = get_logger(__name__)
 
@@ -68,8 +69,6 @@ def merge_vocabularies(base, extra) -> tuple[Any, dict[str, Any]]:
     """The merged HF tokenizer and static facts (added tokens, merges, conflicting merges)."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
-
-    from bielik.model.swap import tokenizer_style
 
     sb, se = tokenizer_style(base), tokenizer_style(extra)
     if sb != se:
@@ -123,8 +122,6 @@ def _sample_docs(cfg: TokenizerMergeConfig) -> list[str]:
 
 def ambiguity_report(base, extra, merged, added: list[str], docs: list[str], n_examples: int) -> dict[str, Any]:
     """Measure non-canonical words, unreachable tokens and round-trip failures on ``docs``."""
-    from bielik.model.swap import tokenizer_style
-
     words = Counter(w for d in docs for w in d.split())
     distinct = list(words)
     # a word as it occurs in running text: byte-level BPE sees its leading space (Ġ), SentencePiece
