@@ -4,13 +4,14 @@ import json
 import pytest
 
 from bielik.data.corpus import shipped_corpus_dir
+from bielik.data.curate.quality_data import DEFAULT_SOURCES
 
 
 @pytest.fixture(scope="session")
 def shipped_pl_docs():
     """Polish documents of the shipped corpus, interleaved across sources (legal, news, books, wiki)."""
     per_file = []
-    for name in ("pl_legal", "pl_ntrex_news", "pl_wikipedia", "pl_wolnelektury", "pl_ud_pud"):
+    for name in DEFAULT_SOURCES:
         with gzip.open(shipped_corpus_dir() / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
             per_file.append([json.loads(line) for line in fh])
     out = []
