@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from bielik.artifacts import staged_dir, write_stage_record
+from bielik.artifacts import staged_dir, write_json, write_stage_record
 from bielik.config import StageConfig
 from bielik.errors import BielikError
 from bielik.log import get_logger
@@ -138,12 +138,12 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
                     writer.add(name, acc.to(out_dtype or first.dtype))
                 bar.advance()
         files = writer.close()
-        shutil.copy2(paths[0] / "config.json", tmp / "config.json")
-        if out_dtype is not None:
-            conf = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-            conf["dtype"] = cfg.dtype
+        if out_dtype is None:
+            shutil.copy2(paths[0] / "config.json", tmp / "config.json")
+        else:
+            conf = {**readers[0].config(), "dtype": cfg.dtype}
             conf.pop("torch_dtype", None)
-            (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
+            write_json(tmp / "config.json", conf)
         copy_side_files(paths[0], tmp)
         summary = {"models": [str(p) for p in paths], "coefficients": coeffs, "tensors": len(names), "files": files,
                    "bytes": writer.total_bytes}
