@@ -109,15 +109,6 @@ class TaskSpec(_Strict):
     get_data: str = ""
 
     @property
-    def pool_split(self) -> str | None:
-        """The split few-shot examples come from (lm-eval: fewshot_split, else training_split)."""
-        return self.fewshot_split or self.training_split
-
-    @property
-    def filter_names(self) -> list[str]:
-        return [f.name for f in self.filter_list] or ["none"]
-
-    @property
     def until(self) -> list[str]:
         until = self.generation_kwargs.get("until", [self.fewshot_delimiter])
         return [until] if isinstance(until, str) else list(until)
