@@ -78,9 +78,11 @@ def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict
         raise DataError(f"{path}: cannot be read ({exc})") from None
 
 
-def iter_jsonl_records(path: Path, on_error: OnError = "raise", text_key: str = "text",
+def iter_input_records(path: Path, on_error: OnError = "raise", text_key: str = "text",
                        bad_counter: list[int] | None = None) -> Iterator[tuple[int, dict]]:
-    """Valid records of ``path``; a bad one raises :class:`DataError` (file:line) or is skipped."""
+    """Valid records of a JSONL(.gz)/Parquet input; a bad one raises :class:`DataError` (file:line) or
+    is skipped and counted. (:func:`bielik.data.corpus.iter_jsonl_records` is the strict JSONL-only
+    reader: it stops at the first bad line, so it cannot serve ``on_error="skip"``.)"""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input {path} does not exist")

@@ -76,7 +76,7 @@ class BielikReader(PipelineStep):
         self.files, self.text_key, self.on_error, self.counters_dir = files, text_key, on_error, counters_dir
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from bielik.data.curate.io import iter_jsonl_records
+        from bielik.data.curate.io import iter_input_records
 
         if data:
             yield from data
@@ -84,7 +84,7 @@ class BielikReader(PipelineStep):
         n = 0
         for f in self.files[rank::world_size]:
             self.stat_update("input_files")
-            for lineno, rec in iter_jsonl_records(Path(f), self.on_error, self.text_key, bad):
+            for lineno, rec in iter_input_records(Path(f), self.on_error, self.text_key, bad):
                 meta = {k: rec[k] for k in ("url", "source", "lang", "license", "curation") if rec.get(k) is not None}
                 meta["file"], meta["line"] = Path(f).name, lineno
                 n += 1

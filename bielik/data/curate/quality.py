@@ -139,10 +139,10 @@ def plot_importance(booster, path: Path, top: int = 30) -> list[tuple[str, float
 
 def read_labelled(path: str | Path, label_key: str = "label") -> tuple[list[str], np.ndarray, list[str]]:
     """Texts, label indices and ids of a labelled JSONL(.gz) file (labels HIGH/MEDIUM/LOW)."""
-    from bielik.data.curate.io import iter_jsonl_records
+    from bielik.data.curate.io import iter_input_records
 
     texts, ys, ids = [], [], []
-    for lineno, rec in iter_jsonl_records(Path(path), on_error="raise"):
+    for lineno, rec in iter_input_records(Path(path), on_error="raise"):
         lab = str(rec.get(label_key, "")).upper()
         if lab not in LABELS:
             raise DataError(f"{path}:{lineno}: field '{label_key}' is {rec.get(label_key)!r}; expected one of {', '.join(LABELS)}")

@@ -264,7 +264,7 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
     from collections import Counter
 
     from bielik.artifacts import staged_dir, write_stage_record
-    from bielik.data.curate.io import expand_inputs, iter_jsonl_records
+    from bielik.data.curate.io import expand_inputs, iter_input_records
     from bielik.errors import DataError
 
     files = [f for f in expand_inputs(cfg.inputs)
@@ -273,7 +273,7 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
         raise DataError(f"no input file matches sources={cfg.sources} in {cfg.inputs}")
     docs = []
     for f in files:
-        recs = [rec for _, rec in iter_jsonl_records(f)]
+        recs = [rec for _, rec in iter_input_records(f)]
         per_doc = min(cfg.max_passages_per_doc, -(-cfg.examples_per_source // max(len(recs), 1)))
         rng = random.Random(f"{cfg.seed}:{f.name}")
         if len(recs) * per_doc > cfg.examples_per_source:
