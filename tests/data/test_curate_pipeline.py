@@ -1,9 +1,9 @@
-import gzip
 import json
 import os
 
 import pytest
 
+from bielik.data.corpus import iter_jsonl_records
 from bielik.data.curate.config import CurateConfig, FeaturesStageConfig
 from bielik.data.curate.stages import curate, features
 from bielik.errors import DataError
@@ -17,11 +17,7 @@ def _write(path, recs, extra: bytes = b""):
 
 
 def _read_dir(folder):
-    out = []
-    for f in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            out += [json.loads(line) for line in fh]
-    return out
+    return [rec for f in sorted(folder.glob("*.jsonl.gz")) for _, rec in iter_jsonl_records(f)]
 
 
 @pytest.fixture()

@@ -1,9 +1,7 @@
-import gzip
-import json
-
 import numpy as np
 import pytest
 
+from bielik.data.corpus import iter_jsonl_records
 from bielik.data.curate.quality import (
     QualityEvalConfig, QualityModel, QualityTrainConfig, classification_report, eval_quality, train_quality,
 )
@@ -25,8 +23,7 @@ def test_classification_report_matches_hand_computation():
 
 
 def _read(path):
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return [rec for _, rec in iter_jsonl_records(path)]
 
 
 @pytest.fixture(scope="module")
