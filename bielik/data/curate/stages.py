@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from bielik.artifacts import staged_dir, write_stage_record
+from bielik.data.corpus import iter_jsonl_records
 from bielik.data.curate.config import (
     AnonymizeStageConfig, CleanStageConfig, CurateConfig, DedupStageConfig, FeaturesStageConfig, PipelineBase,
     QualityFilterStageConfig,
@@ -37,7 +38,7 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
     if dedup is not None and dedup.engine == "datatrove":
         # run_minhash already split the kept shards into minhash/data and minhash/dropped
         kept_dir = work / "minhash" / "data"
-        n_dup = sum(1 for f in (work / "minhash" / "dropped").glob("*.jsonl.gz") for _ in gzip.open(f, "rt"))
+        n_dup = sum(1 for f in (work / "minhash" / "dropped").glob("*.jsonl.gz") for _ in iter_jsonl_records(f))
         counts["dropped_duplicate_near"] += n_dup
         counts["kept"] -= n_dup
     elif dedup is not None:
@@ -58,7 +59,7 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
                 dup_path = out / "dropped" / f"dup-{shard.name}"
                 with gzip.open(out / "data" / shard.name, "wt", encoding="utf-8") as fo:
                     dup_fh = None
-                    for rec in _read_shard(shard):
+                    for _, rec in iter_jsonl_records(shard):
                         rep.advance()
                         hit = deduper.check(rec["id"], rec["text"]) if deduper else None
                         if hit is None:
@@ -89,12 +90,6 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
     if not cfg.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return metrics
-
-
-def _read_shard(path: Path):
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            yield json.loads(line)
 
 
 def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = None, features: bool = False) -> dict:
