@@ -425,13 +425,9 @@ def features(text: str) -> dict[str, float]:
     return dict(zip(FEATURE_NAMES, _default_extractor()(text).tolist()))
 
 
-_DEFAULT: list[FeatureExtractor] = []
-
-
+@functools.cache
 def _default_extractor() -> FeatureExtractor:
-    if not _DEFAULT:
-        _DEFAULT.append(FeatureExtractor())
-    return _DEFAULT[0]
+    return FeatureExtractor()
 
 
 def markdown_table() -> str:
