@@ -51,6 +51,10 @@ log = get_logger(__name__)
 # Module-level classes (not closures) so that datatrove's worker processes can pickle them; heavy
 # members (models, Morfeusz) are built lazily inside the worker.
 
+# record fields carried from input to output unchanged (besides id and text)
+_PASSTHROUGH = ("url", "source", "lang", "license")
+
+
 def _curation(doc) -> dict:
     return doc.metadata.setdefault("curation", {})
 
@@ -85,7 +89,7 @@ class BielikReader(PipelineStep):
         for f in self.files[rank::world_size]:
             self.stat_update("input_files")
             for lineno, rec in iter_input_records(Path(f), self.on_error, self.text_key, bad):
-                meta = {k: rec[k] for k in ("url", "source", "lang", "license", "curation") if rec.get(k) is not None}
+                meta = {k: rec[k] for k in (*_PASSTHROUGH, "curation") if rec.get(k) is not None}
                 meta["file"], meta["line"] = Path(f).name, lineno
                 n += 1
                 self.stat_update("documents")
@@ -253,7 +257,7 @@ def _adapt_record(self, doc) -> dict:
 def _record(doc) -> dict:
     meta = doc.metadata
     rec = {"id": doc.id, "text": doc.text}
-    for k in ("url", "source", "lang", "license"):
+    for k in _PASSTHROUGH:
         if k in meta:
             rec[k] = meta[k]
     rec["curation"] = meta.get("curation", {})
