@@ -52,7 +52,7 @@ class TokenizerStatsConfig(StageConfig):
     overwrite: bool = False
 
 
-def _read_texts(spec: str) -> tuple[str, list[str]]:
+def read_texts(spec: str) -> tuple[str, list[str]]:
     from bielik.data.corpus import JSONL_SUFFIXES, read_corpus, shipped_corpus_dir
 
     if spec in NAMED_TEXTS:
@@ -120,7 +120,7 @@ def tokenizer_stats(cfg: TokenizerStatsConfig) -> dict[str, Any]:
     """Measure every tokenizer on every text; write ``stats.md``, ``stats.json``, ``chart.png``."""
     from bielik.tokenizer.formats import load_tokenizer
 
-    texts = [_read_texts(t) for t in cfg.texts]  # fail on a bad text before loading tokenizers
+    texts = [read_texts(t) for t in cfg.texts]  # fail on a bad text before loading tokenizers
     specs = cfg.tokenizers.items() if isinstance(cfg.tokenizers, dict) else [(None, s) for s in cfg.tokenizers]
     rows = []
     for label, spec in specs:

@@ -67,11 +67,11 @@ def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 
 def _contamination_filter(cfg: TokenizerTrainConfig):
-    from bielik.tokenizer.stats import _read_texts
+    from bielik.tokenizer.stats import read_texts
 
     grams: set[tuple[str, ...]] = set()
     for spec in cfg.decontaminate:
-        for text in _read_texts(spec)[1]:
+        for text in read_texts(spec)[1]:
             grams |= _ngrams(text, cfg.decontaminate_ngram)
     return lambda text: not grams or grams.isdisjoint(_ngrams(text, cfg.decontaminate_ngram))
 
