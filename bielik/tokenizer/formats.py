@@ -93,12 +93,12 @@ def _sentencepiece(path: Path, name: str, proto: bytes | None = None, kind: str 
         from transformers import LlamaTokenizer
         from transformers.convert_slow_tokenizer import SentencePieceExtractor
 
-        model_file = str(path)
-        if proto is not None:
-            with tempfile.NamedTemporaryFile(suffix=".model", delete=False) as fh:
-                fh.write(proto)
-            model_file = fh.name
-        kw = SentencePieceExtractor(model_file).extract(None)
+        if proto is None:
+            kw = SentencePieceExtractor(str(path)).extract(None)
+        else:  # the extractor reads a file: give it the rebuilt proto in a temporary one
+            with tempfile.TemporaryDirectory(prefix="bielik-spm-") as d:
+                (Path(d) / "tokenizer.model").write_bytes(proto)
+                kw = SentencePieceExtractor(str(Path(d) / "tokenizer.model")).extract(None)
         piece = lambda i: sp.id_to_piece(i) if 0 <= i < sp.vocab_size() else None  # noqa: E731
         return LlamaTokenizer(vocab=kw["vocab"], merges=kw["merges"], legacy=False, add_bos_token=False,
                               unk_token=piece(sp.unk_id()), bos_token=piece(sp.bos_id()), eos_token=piece(sp.eos_id()))
