@@ -41,3 +41,12 @@ def test_minhash_estimates_jaccard(shipped_pl_docs):
     b = a[: len(a) // 2] + docs[1]["text"][: len(a) // 2]
     est = d.minhash(a).jaccard(d.minhash(b))
     assert est == pytest.approx(jaccard(a, b), abs=0.08)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_reused_id_is_kept_every_time(shipped_pl_docs, exact):
+    """Distinct documents that share an id (inputs are not always clean) all stay in the index."""
+    d = Deduplicator(DedupConfig(exact=exact, near=True, threshold=0.8))
+    for doc in _docs(shipped_pl_docs, n=3):
+        assert d.check("same-id", doc["text"]) is None
+    assert d.counts["kept"] == 3

@@ -93,8 +93,8 @@ class Deduplicator:
             if hits:
                 self.counts["near"] += 1
                 return "duplicate_near", sorted(hits)[0]
-            if doc_id in self._lsh:  # ids must be unique in the index
-                doc_id = f"{doc_id}#{len(self._exact)}"
+            if doc_id in self._lsh:  # ids must be unique in the index; `kept` grows with every insert
+                doc_id = f"{doc_id}#{self.counts['kept']}"
             self._lsh.insert(doc_id, m)
         self.counts["kept"] += 1
         return None
