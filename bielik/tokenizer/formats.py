@@ -155,7 +155,7 @@ def read_gguf_fields(path: Path) -> dict[str, Any]:
     return {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.") or k == "general.architecture"}
 
 
-def _gguf_bpe(path: Path, fields: dict[str, Any]):
+def _gguf_bpe(path: Path):
     """transformers' GGUF tokenizer builder (pre-tokenizer regex by ``tokenizer.ggml.pre``) as a fast tokenizer."""
     from transformers import PreTrainedTokenizerFast
 
@@ -180,7 +180,7 @@ def _gguf(path: Path, name: str) -> Tok:
     if model == "llama":
         return _sentencepiece(path, name, proto=_gguf_spm_proto(fields), kind="gguf-spm")
     if model == "gpt2":
-        hf = _gguf_bpe(path, fields)
+        hf = _gguf_bpe(path)
         return Tok(name, "gguf-bpe", str(path), len(hf), lambda t: hf(t, add_special_tokens=False).input_ids, lambda: hf)
     raise BielikError(f"{path}: GGUF tokenizer model '{model}' is not supported (supported: llama = SentencePiece, gpt2 = BPE)")
 
