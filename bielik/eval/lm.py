@@ -112,6 +112,11 @@ class EvalLM:
             context = context[:-n_spaces]
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
+        if len(whole) <= len(ctx):  # the continuation merged into the context's last token(s)
+            raise BielikError(
+                f"continuation {continuation!r} adds no token after context ...{context[-40:]!r}: the tokenizer merges "
+                "it into the context's last token; end the context at a word boundary (e.g. with a space)"
+            )
         return ctx, whole[len(ctx):]
 
     def encode_choices(self, context: str, continuations: Sequence[str]) -> Choices:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bielik.errors import BielikError
 from bielik.eval.lm import Choices, perplexity
 
 CONTEXTS = ['Opinia: "Pani doktor jest rzeczowa ."\nSentyment:', 'Tytuł: "Nowy film w kinach"\nKategoria:', "Pytanie: kto? \n Odpowiedź:   ",
@@ -88,3 +89,12 @@ def test_choices_share_lm_evals_context_tokens(eval_lm):
         doc = eval_lm.encode_choices(ctx, choices)
         assert isinstance(doc, Choices) and len(doc.continuations) == len(choices)
         assert [(doc.context, c) for c in doc.continuations] == [eval_lm.encode_pair(ctx, c) for c in choices]
+
+
+def test_continuation_merged_into_the_context_is_a_clear_error(eval_lm):
+    """'Odpowied' + 'ź' can tokenise to fewer tokens than the context alone: no token to score."""
+    cases = [(w[:k], w[k:]) for w in ("Odpowiedź", "ziemię", "się", "więcej", "będzie") for k in range(1, len(w))]
+    merged = [(c, x) for c, x in cases if len(eval_lm.encode(c + x)) <= len(eval_lm.encode(c))]
+    assert merged, "the tiny tokenizer should merge at least one of these word splits"
+    with pytest.raises(BielikError, match="adds no token"):
+        eval_lm.encode_pair(*merged[0])
