@@ -35,7 +35,7 @@ from bielik.train.distributed import Dist  # noqa: E402
 from bielik.train.engine import Engine  # noqa: E402
 from bielik.train.metrics import cached_peak  # noqa: E402
 from bielik.train.objectives import CausalLM  # noqa: E402
-from bielik.train.pretrain import load_hf_model  # noqa: E402
+from bielik.model.loading import load_hf_model  # noqa: E402
 
 
 def prepare(work: Path, seq_len: int, vocab: int) -> tuple[Path, Path]:

@@ -54,7 +54,8 @@ def main() -> None:
     from bielik.tokenizer.formats import load_tokenizer
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.config import EngineConfig
-    from bielik.train.pretrain import PretrainConfig, load_hf_model, pretrain
+    from bielik.model.loading import load_hf_model
+    from bielik.train.pretrain import PretrainConfig, pretrain
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

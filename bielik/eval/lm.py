@@ -91,7 +91,7 @@ class EvalLM:
         type's tokenizer class for some types, e.g. Qwen2's pre-tokenizer; identical for Llama/Mistral)."""
         from bielik.tokenizer.formats import load_hf_tokenizer
         from bielik.train.distributed import pick_device
-        from bielik.train.pretrain import load_hf_model
+        from bielik.model.loading import load_hf_model
 
         model = load_hf_model(path, dtype)  # BielikError when not an HF directory
         return cls(model.to(pick_device(device)), load_hf_tokenizer(Path(path)), **kw)

@@ -307,7 +307,7 @@ def _load_tokenizer(spec: str):
 
 def swap_tokenizer(cfg: SwapTokenizerConfig) -> dict[str, Any]:
     """Write ``cfg.model`` with ``cfg.tokenizer`` and re-initialised embeddings to ``cfg.output``."""
-    from bielik.train.pretrain import load_hf_model
+    from bielik.model.loading import load_hf_model
 
     target_tok = _load_tokenizer(cfg.tokenizer)
     source_tok = _load_tokenizer(cfg.source_tokenizer or cfg.model)

@@ -203,7 +203,7 @@ def write_imatrix(path: Path, entries: dict, arch: str, chunk_count: int, chunk_
 
 def _torch_stage(cfg: ImatrixConfig) -> Path:
     from bielik.tokenizer.formats import load_hf_tokenizer
-    from bielik.train.pretrain import load_hf_model
+    from bielik.model.loading import load_hf_model
 
     model_dir = Path(cfg.model)
     model = load_hf_model(model_dir).eval()  # BielikError when not an HF directory

@@ -78,7 +78,7 @@ def _prompt_ids(model_dir: Path, n: int, vocab_size: int):
 def time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
     import torch
 
-    from bielik.train.pretrain import load_hf_model
+    from bielik.model.loading import load_hf_model
 
     threads = cfg.threads or None
     if threads:

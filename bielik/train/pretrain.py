@@ -17,6 +17,7 @@ from bielik.config import StageConfig
 from bielik.data.pack import TokenShards
 from bielik.errors import BielikError
 from bielik.log import get_logger
+from bielik.model.loading import load_hf_model
 from bielik.train.batches import PackedRowBatches, eval_batches
 from bielik.train.config import EngineConfig
 from bielik.train.distributed import init_distributed
@@ -31,15 +32,6 @@ class PretrainConfig(StageConfig):
     data: str = Field("runs/data", description="packed dataset directory (bielik data pack)")
     output: str = "runs/pretrain"
     train: EngineConfig = Field(default_factory=EngineConfig)
-
-
-def load_hf_model(path: str | Path, dtype: str = "float32"):
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise BielikError(f"model {path} is not an HF model directory (no config.json)")
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
 
 
 def pretrain(cfg: PretrainConfig) -> dict:

@@ -10,7 +10,7 @@ from bielik.quant.imatrix import imatrix_entries, torch_imatrix, write_imatrix
 
 @pytest.fixture(scope="module")
 def model(tiny_model):
-    from bielik.train.pretrain import load_hf_model
+    from bielik.model.loading import load_hf_model
 
     return load_hf_model(tiny_model).eval()
 

@@ -51,7 +51,7 @@ def test_export_metadata(pipeline):
 def check_logits_parity(hf_dir, gguf_path, tmp_path):
     """llama.cpp's f32 log-probs on Polish text equal the HF model's up to the file's 16-bit storage steps."""
     from bielik.tokenizer.formats import load_hf_tokenizer
-    from bielik.train.pretrain import load_hf_model
+    from bielik.model.loading import load_hf_model
 
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
     ctx = 64

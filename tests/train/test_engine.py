@@ -14,7 +14,8 @@ from bielik.train.distributed import Dist
 from bielik.train.engine import Engine
 from bielik.train.objectives import CausalLM, ObjectiveOutput
 from bielik.train.optim import lr_at
-from bielik.train.pretrain import PretrainConfig, load_hf_model, pretrain
+from bielik.model.loading import load_hf_model
+    from bielik.train.pretrain import PretrainConfig, pretrain
 from tests.conftest import engine_config
 
 
