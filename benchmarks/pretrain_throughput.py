@@ -57,7 +57,7 @@ def run_bielik(model_dir: Path, data: Path, args, out: Path) -> float:
     shards = TokenShards(data, "train")
     src = PackedRowBatches(shards, cfg.micro_batch_size, 1, seed=0)
     eng = Engine(cfg, load_hf_model(model_dir), CausalLM(cfg.lm_head_chunk), src, out, Dist(),
-                 tokens_per_step=src.tokens_per_step, seq_len=shards.seq_len)
+                 seq_len=shards.seq_len)
     for _ in range(args.warmup):
         eng.train_step()
     t = time.perf_counter()

@@ -9,6 +9,19 @@ from pydantic import Field, model_validator
 from bielik.config import StageConfig
 
 
+class AdaptiveLRConfig(StageConfig):
+    """Adaptive learning rate (Bielik SFT, RECIPE §5.2): lr_t = schedule(t)·√(T_t / BS).
+
+    T_t is the number of loss-carrying tokens in step t's *global* batch (all micro-batches, all
+    ranks) and BS the configured baseline in tokens; a batch with fewer trained tokens than the
+    baseline (short answers, heavy masking) takes a proportionally smaller step.
+    """
+
+    enabled: bool = False
+    baseline_tokens: int = Field(4096, ge=1, description="BS: the global batch size in loss tokens at which lr_t = schedule(t)")
+    max_scale: float | None = Field(None, gt=0, description="cap on √(T_t/BS) (null: no cap, as in the paper)")
+
+
 class OptimConfig(StageConfig):
     """AdamW with a warm-up + cosine schedule (RECIPE §4: β 0.9/0.95, wd 0.1, clip 1.0)."""
 
@@ -21,6 +34,17 @@ class OptimConfig(StageConfig):
     weight_decay: float = Field(0.1, ge=0)
     fused: Literal["auto", "on", "off"] = Field("auto", description="fused AdamW kernel where the device supports it")
     clip_grad: float | None = Field(1.0, gt=0, description="max global grad norm; null disables clipping")
+    alr: AdaptiveLRConfig = Field(default_factory=AdaptiveLRConfig)
+
+
+class PrepareConfig(StageConfig):
+    """The objective's no-grad preparation pass (reference log-probs, teacher logits)."""
+
+    cache: str | None = Field(None, description="directory caching prepared values per example; 'auto' = <output>/prepared")
+    precompute: bool = Field(False, description="fill the cache over the whole training set before step 1 (needs cache)")
+    frozen_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype of frozen models (reference, teacher); auto = bfloat16 unless precision is fp32"
+    )
 
 
 class CheckpointConfig(StageConfig):
@@ -75,9 +99,13 @@ class EngineConfig(StageConfig):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     nan_guard: NanGuardConfig = Field(default_factory=NanGuardConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
         if self.optim.min_lr > self.optim.lr:
             raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
+        if self.prepare.precompute and not self.prepare.cache:
+            raise ValueError("prepare.precompute needs prepare.cache (a directory, or 'auto')")
         return self
+

@@ -2,16 +2,23 @@
 
 Per optimizer step (all of it lives here, once):
 
-1. learning rate from the schedule (:func:`bielik.train.optim.lr_at`);
-2. this rank's micro-batches from the batch source; the number of loss units in the *global* batch
-   (all micro-batches, all ranks) is counted first, so each micro-batch back-propagates
-   ``loss_sum · world / units_global`` — the exact gradient of the global mean, whatever the split;
-3. forward/backward under the chosen precision (fp32, bf16 autocast, bf16 weights), with DDP
+1. this rank's micro-batches from the batch source (a rollout source may sample them from the
+   current policy first, through :meth:`Engine.policy_call`);
+2. the objective's no-grad preparation pass on each micro-batch (frozen reference / teacher), or
+   its values from the per-example cache;
+3. the number of loss units, loss tokens and real tokens in the *global* batch (all micro-batches,
+   all ranks) is counted first, so each micro-batch back-propagates ``loss_sum · world /
+   units_global`` — the exact gradient of the global mean, whatever the split;
+4. learning rate from the schedule (:func:`bielik.train.optim.lr_at`), scaled by the adaptive LR
+   √(T_t/BS) when enabled (:func:`bielik.train.optim.adaptive_lr`);
+5. forward/backward under the chosen precision (fp32, bf16 autocast, bf16 weights), with DDP
    gradient sync (or FSDP2 reduce-scatter) only on the last micro-batch;
-4. global gradient norm, clipping, NaN/inf guard (a non-finite loss or norm skips the update and is
+6. global gradient norm, clipping, NaN/inf guard (a non-finite loss or norm skips the update and is
    counted; ``nan_guard.max_consecutive`` in a row stops the run), AdamW step;
-5. metrics (loss, lr, grad-norm, tokens/s, MFU) every ``logging.every`` steps, held-out loss and
-   perplexity every ``eval.every`` steps, an atomic checkpoint every ``checkpoint.every`` steps.
+7. metrics (loss, lr, grad-norm, real tokens/s, MFU, the objective's metrics each over its own
+   denominator) every ``logging.every`` steps, held-out loss (and perplexity where the objective's
+   loss is a per-token NLL) every ``eval.every`` steps, an atomic checkpoint every
+   ``checkpoint.every`` steps — deferred to the next rollout boundary for rollout sources.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from bielik.train.config import EngineConfig
 from bielik.train.distributed import Dist, all_reduce_sum, barrier, wrap
 from bielik.train.metrics import MetricsWriter, cached_peak, flops_per_token
 from bielik.train.objectives.base import Objective, ObjectiveOutput
-from bielik.train.optim import build_adamw, lr_at, set_lr
+from bielik.train.optim import adaptive_lr, build_adamw, lr_at, set_lr
+from bielik.train.prepare import PreparedCache
 
 log = get_logger(__name__)
 
@@ -52,11 +60,16 @@ class ObjectiveModule(nn.Module):
 
     def __init__(self, model: nn.Module, objective: Objective):
         super().__init__()
+        if isinstance(objective, nn.Module):
+            raise BielikError(f"objective {type(objective).__name__} must not be an nn.Module (its modules would be trained and saved)")
         self.model = model
-        self.objective = objective
+        object.__setattr__(self, "_objective", objective)  # not a submodule: frozen models stay out of state_dict
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        return self.objective(self.model, batch)
+    def forward(self, batch: dict[str, torch.Tensor] | None = None, fn: Callable[[nn.Module], Any] | None = None) -> Any:
+        """The objective's loss on ``batch``, or ``fn(model)`` (sampling through the wrapped root)."""
+        if fn is not None:
+            return fn(self.model)
+        return self._objective(self.model, batch)
 
 
 def _decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -78,7 +91,6 @@ class Engine:
         train: BatchSource,
         out_dir: str | Path,
         dist: Dist,
-        tokens_per_step: int,
         seq_len: int,
         eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
         run_config: StageConfig | None = None,
@@ -88,7 +100,6 @@ class Engine:
         self.train = train
         self.out_dir = Path(out_dir)
         self.dist = dist
-        self.tokens_per_step = tokens_per_step
         self.eval_batches = eval_batches
         self.run_config = run_config
         self.device = dist.device
@@ -118,6 +129,8 @@ class Engine:
             for layer in layers:  # per-layer compile: quick to build, keeps state-dict names unchanged
                 layer.compile()
         self.module = wrap(ObjectiveModule(model, objective), layers, dist, cfg.distributed, mp_dtype=None)
+        self._setup_frozen()
+        self.prep_cache = self._open_prep_cache()
         self.optimizer = build_adamw(self.module, cfg.optim, self.device.type)
         self.peak = cfg.peak_flops or cached_peak(self.device, self.compute_dtype)
         self.ckpt_root = self.out_dir / "checkpoints"
@@ -125,6 +138,86 @@ class Engine:
             self.out_dir, dist.is_main, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
             cfg.logging.wandb_mode, run_config.model_dump(mode="json") if run_config else None,
         )
+
+    # --- frozen models, preparation pass, policy sampling ---------------------------------------
+    def _frozen_dtype(self) -> torch.dtype:
+        spec = self.cfg.prepare.frozen_dtype
+        if spec == "auto":
+            return torch.float32 if self.cfg.precision == "fp32" else torch.bfloat16
+        return getattr(torch, spec)
+
+    def _setup_frozen(self) -> None:
+        """Move, cast, freeze and (under FSDP2) shard the objective's frozen models; DDP leaves them unwrapped."""
+        for name, m in self.objective.frozen_models().items():
+            m.requires_grad_(False)
+            m.to(device=self.device, dtype=self._frozen_dtype())
+            m.eval()
+            if getattr(m, "config", None) is not None:
+                m.config.use_cache = False
+            if self.dist.enabled and self.cfg.distributed.strategy == "fsdp2":
+                from torch.distributed.fsdp import fully_shard
+
+                for layer in _decoder_layers(m):
+                    fully_shard(layer, reshard_after_forward=True)
+                fully_shard(m, reshard_after_forward=True)
+            log.debug("frozen model %s: %s on %s", name, type(m).__name__, self.device)
+        trained = {id(p) for p in self.module.parameters()}
+        for name, m in self.objective.frozen_models().items():
+            if any(id(p) in trained for p in m.parameters()):
+                raise BielikError(f"frozen model '{name}' shares parameters with the trained model; pass a separate copy")
+
+    def _open_prep_cache(self) -> PreparedCache | None:
+        spec = self.cfg.prepare.cache
+        if not spec or not self.objective.has_prepare:
+            return None
+        root = self.out_dir / "prepared" if spec == "auto" else Path(spec)
+        frozen = {n: {"class": type(m).__name__, "source": str(getattr(getattr(m, "config", None), "_name_or_path", ""))}
+                  for n, m in self.objective.frozen_models().items()}
+        fingerprint = {"objective": self.objective.name, "frozen": frozen, "frozen_dtype": str(self._frozen_dtype())}
+        if not self.dist.is_main:  # rank 0 writes meta.json first
+            barrier(self.dist)
+        cache = PreparedCache(root, fingerprint, self.dist.rank, self.objective.prepare_token_keys)
+        if self.dist.is_main:
+            barrier(self.dist)
+        return cache
+
+    def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Merge the objective's no-grad preparation outputs into ``batch`` (cached per example if asked)."""
+        if not self.objective.has_prepare:
+            return batch
+        cached = self.prep_cache.lookup(batch) if self.prep_cache is not None else None
+        if self.dist.enabled and self.prep_cache is not None:  # sharded frozen models: every rank runs or none does
+            miss = all_reduce_sum(torch.tensor([float(cached is None)], device=self.device), self.dist)
+            if float(miss) > 0:
+                cached = None
+        if cached is None:
+            with torch.no_grad(), self._autocast():
+                cached = self.objective.prepare(batch)
+            if self.prep_cache is not None:
+                self.prep_cache.store(batch, cached)
+        return {**batch, **cached}
+
+    def precompute(self, batches: Iterable[dict[str, torch.Tensor]], total: int | None = None) -> None:
+        """Fill the preparation cache over ``batches`` (this rank's share of the data set, once)."""
+        if self.prep_cache is None:
+            return
+        with progress("preparing", total=total, unit="batches") as bar:
+            for batch in batches:
+                self._prepare(self._to_device(batch))
+                bar.advance(1)
+        self.prep_cache.flush()
+        barrier(self.dist)
+
+    @torch.no_grad()
+    def policy_call(self, fn: Callable[[nn.Module], Any]) -> Any:
+        """Run ``fn(policy)`` with the current (trained) model through the wrapped root, without gradients.
+
+        Under FSDP2 the root's forward gathers the embeddings, final norm and LM head and each layer
+        gathers its own shards, so every rank must call this the same number of times with ``fn``
+        doing the same number of forwards (the shared sampler's lockstep mode).
+        """
+        with self._autocast():
+            return self.module(fn=fn)
 
     # --- pieces of a step -----------------------------------------------------------------------
     def _autocast(self):
@@ -151,25 +244,47 @@ class Engine:
             norm = norm.full_tensor()
         return norm
 
+    def _global_counts(self, micro: list[dict[str, torch.Tensor]]) -> tuple[float, float, float]:
+        obj = self.objective
+        local = [sum(float(obj.loss_units(b)) for b in micro), sum(float(obj.loss_tokens(b)) for b in micro),
+                 sum(float(obj.real_tokens(b)) for b in micro)]
+        units, loss_tokens, real = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device), self.dist).tolist()
+        return units, loss_tokens, real
+
+    def _reduce_metrics(self, sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor], units: float) -> dict[str, float]:
+        """Σ over ranks of every metric's sum and count; a metric without its own count is over the loss units."""
+        keys = sorted(sums)
+        vec = torch.stack([sums[k].reshape(()) for k in keys] + [counts[k].reshape(()) for k in keys if k in counts]).double()
+        vec = all_reduce_sum(vec, self.dist).cpu().tolist()
+        totals = dict(zip(keys, vec[: len(keys)]))
+        denoms = dict(zip([k for k in keys if k in counts], vec[len(keys):]))
+        return {k: totals[k] / denoms.get(k, units) if denoms.get(k, units) else float("nan") for k in keys}
+
+    @staticmethod
+    def _accumulate(out: ObjectiveOutput, sums: dict, counts: dict) -> None:
+        for k, v in {"loss_sum": out.loss_sum, **out.metrics}.items():
+            if isinstance(v, tuple):
+                v, c = v
+                counts[k] = counts.get(k, 0) + torch.as_tensor(c, dtype=torch.float64).detach().to("cpu")
+            sums[k] = sums.get(k, 0) + v.detach().double().to("cpu")
+
     def train_step(self) -> dict[str, float]:
-        lr = lr_at(self.step, self.cfg.steps, self.cfg.optim)
-        set_lr(self.optimizer, lr)
-        micro = [self._to_device(b) for b in self.train.next_step()]
-        units = torch.tensor([float(sum(self.objective.loss_units(b) for b in micro))], dtype=torch.float64, device=self.device)
-        units_global = float(all_reduce_sum(units, self.dist).item())
+        micro = [self._prepare(self._to_device(b)) for b in self.train.next_step()]
+        units_global, loss_tokens, real_tokens = self._global_counts(micro)
         if units_global <= 0:
             raise BielikError(f"step {self.step}: the global batch has no loss units (every target masked?)")
+        lr_schedule = lr_at(self.step, self.cfg.steps, self.cfg.optim)
+        lr = adaptive_lr(lr_schedule, loss_tokens, self.cfg.optim.alr)
+        set_lr(self.optimizer, lr)
         scale = self.dist.world_size / units_global
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             with self._sync_context(last=i == len(micro) - 1), self._autocast():
                 out = self.module(batch)
             (out.loss_sum * scale).backward()
-            for k, v in {"loss_sum": out.loss_sum, **out.metrics}.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-        keys = sorted(sums)
-        vec = all_reduce_sum(torch.stack([sums[k].reshape(()) for k in keys]).double(), self.dist).cpu()
-        stats = {k: float(v) / units_global for k, v in zip(keys, vec)}
+            self._accumulate(out, sums, counts)
+        stats = self._reduce_metrics(sums, counts, units_global)
         grad_norm = float(self._grad_norm())
         finite = math.isfinite(stats["loss_sum"]) and math.isfinite(grad_norm)
         if finite:
@@ -182,33 +297,49 @@ class Engine:
                         self.step, stats["loss_sum"], grad_norm, self._consecutive_bad)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += self.tokens_per_step
+        self.tokens += int(real_tokens)
         if self._consecutive_bad >= self.cfg.nan_guard.max_consecutive:
             raise BielikError(
                 f"stopped at step {self.step}: {self._consecutive_bad} non-finite steps in a row "
                 f"(nan_guard.max_consecutive={self.cfg.nan_guard.max_consecutive}); lower optim.lr or check the data"
             )
         loss = stats.pop("loss_sum")
-        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "skipped": not finite, **{k: v for k, v in stats.items() if k != "loss"}}
+        rec = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "skipped": not finite, "real_tokens": real_tokens,
+               "loss_tokens": loss_tokens, "units": units_global}
+        if self.cfg.optim.alr.enabled:
+            rec["lr_schedule"] = lr_schedule
+        return {**rec, **{k: v for k, v in stats.items() if k != "loss"}}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
+        """Held-out loss (Σ loss / Σ units) and every objective metric over its own denominator.
+
+        ``val_ppl`` = exp(per-token NLL) is reported only for objectives whose loss is one
+        (``Objective.perplexity``); with weighted tokens the unweighted ``ce`` metric is used.
+        """
         if self.eval_batches is None:
             return None
         self.module.eval()
-        loss = torch.zeros(2, dtype=torch.float64, device=self.device)
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, torch.Tensor] = {}
+        units = 0.0
         for batch in self.eval_batches():
-            batch = self._to_device(batch)
+            batch = self._prepare(self._to_device(batch))
             with self._autocast():
                 out = self.module(batch)
-            loss[0] += out.loss_sum.detach().double()
-            loss[1] += self.objective.loss_units(batch)
+            self._accumulate(out, sums, counts)
+            units += float(self.objective.loss_units(batch))
         self.module.train()
-        loss = all_reduce_sum(loss, self.dist).cpu()
-        if loss[1] == 0:
+        units = float(all_reduce_sum(torch.tensor([units], dtype=torch.float64, device=self.device), self.dist).item())
+        if units == 0 or not sums:
             return None
-        mean = float(loss[0] / loss[1])
-        return {"val_loss": mean, "val_ppl": math.exp(min(mean, 50.0)), "val_tokens": int(loss[1])}
+        stats = self._reduce_metrics(sums, counts, units)
+        res = {"val_loss": stats.pop("loss_sum"), "val_units": units}
+        res.update({f"val_{k}": v for k, v in stats.items() if k != "loss"})
+        if self.objective.perplexity:
+            nll = res.get("val_ce", res["val_loss"])
+            res["val_ppl"] = math.exp(min(nll, 50.0))
+        return res
 
     # --- checkpoints ----------------------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
@@ -259,58 +390,78 @@ class Engine:
         return Path(path)
 
     # --- the loop -------------------------------------------------------------------------------
+    def _log_eval(self, summary: dict[str, Any] | None = None, key: str = "") -> dict[str, float] | None:
+        ev = self.evaluate()
+        if not ev:
+            return None
+        self.metrics.write({"kind": "eval", "step": self.step, **ev})
+        ppl = f" (ppl {ev['val_ppl']:.1f})" if "val_ppl" in ev else ""
+        log.info("step %d: held-out loss %.4f%s", self.step, ev["val_loss"], ppl)
+        if summary is not None:
+            summary[f"{key}_val_loss"] = ev["val_loss"]
+            if "val_ppl" in ev:
+                summary[f"{key}_val_ppl"] = ev["val_ppl"]
+        return ev
+
+    def _train_row(self, window: list[dict[str, float]], dt: float) -> dict[str, Any]:
+        rec = window[-1]
+        tps = sum(r["real_tokens"] for r in window) / dt
+        row = {
+            "kind": "train", "step": self.step, "tokens": self.tokens,
+            "loss": sum(r["loss"] for r in window) / len(window),
+            "lr": rec["lr"], "grad_norm": rec["grad_norm"],
+            "tokens_per_s": tps, "skipped_steps": self.nan_skipped,
+        }
+        if self.peak:
+            row["mfu"] = tps * self.flops_per_token / (self.peak * self.dist.world_size)
+        skip = set(row) | {"skipped", "real_tokens"}
+        row.update({k: sum(r[k] for r in window) / len(window) for k in rec if k not in skip})
+        return row
+
+    def _at_boundary(self) -> bool:
+        """Checkpoints are taken only where the batch source can resume (a rollout source: between rollouts)."""
+        return bool(getattr(self.train, "at_boundary", True))
+
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
         self.maybe_resume()
+        if hasattr(self.train, "bind_policy"):
+            self.train.bind_policy(self.policy_call)
+        if self.prep_cache is not None and cfg.prepare.precompute and self.step == 0:
+            if not hasattr(self.train, "iter_dataset"):
+                raise BielikError(f"train.prepare.precompute: the batch source {type(self.train).__name__} cannot list its data set")
+            self.precompute(self.train.iter_dataset())
         summary: dict[str, Any] = {"start_step": self.step}
         history: list[dict[str, float]] = []
         if self.step == 0 and cfg.eval.at_start:
-            ev = self.evaluate()
-            if ev:
-                self.metrics.write({"kind": "eval", "step": 0, **ev})
-                summary["initial_val_loss"] = ev["val_loss"]
-                log.info("step 0: held-out loss %.4f (ppl %.1f)", ev["val_loss"], ev["val_ppl"])
-        window_t, window_tokens, window = time.perf_counter(), 0, []
-        ev = None
+            self._log_eval(summary, "initial")
+        window_t, window = time.perf_counter(), []
+        pending_ckpt = False
         with progress("training", total=cfg.steps, unit="steps", every=0) as bar:
             bar.done = self.step
             while self.step < cfg.steps:
-                rec = self.train_step()
-                window.append(rec)
-                window_tokens += self.tokens_per_step
+                window.append(self.train_step())
                 if self.step % cfg.logging.every == 0 or self.step == cfg.steps:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
-                    dt = time.perf_counter() - window_t
-                    tps = window_tokens / dt
-                    row = {
-                        "kind": "train", "step": self.step, "tokens": self.tokens,
-                        "loss": sum(r["loss"] for r in window) / len(window),
-                        "lr": rec["lr"], "grad_norm": rec["grad_norm"],
-                        "tokens_per_s": tps, "skipped_steps": self.nan_skipped,
-                    }
-                    if self.peak:
-                        row["mfu"] = tps * self.flops_per_token / (self.peak * self.dist.world_size)
-                    extra = {k: sum(r[k] for r in window) / len(window) for k in rec if k not in row and k != "skipped"}
-                    row.update(extra)
+                    row = self._train_row(window, time.perf_counter() - window_t)
                     self.metrics.write(row)
                     history.append(row)
                     mfu = f" mfu {100 * row['mfu']:.1f}%" if "mfu" in row else ""
-                    bar.advance(len(window), info=f"loss {row['loss']:.4f} lr {rec['lr']:.2e} gnorm {rec['grad_norm']:.2f} {tps:,.0f} tok/s{mfu}")
-                    window_t, window_tokens, window = time.perf_counter(), 0, []
+                    bar.advance(len(window), info=f"loss {row['loss']:.4f} lr {row['lr']:.2e} gnorm {row['grad_norm']:.2f} "
+                                                  f"{row['tokens_per_s']:,.0f} tok/s{mfu}")
+                    window_t, window = time.perf_counter(), []
                 if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
-                    ev = self.evaluate()
-                    if ev:
-                        self.metrics.write({"kind": "eval", "step": self.step, **ev})
-                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                    self._log_eval()
+                pending_ckpt |= bool(cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0)
+                if pending_ckpt and self._at_boundary():
                     self.save_checkpoint()
-        ev = self.evaluate()
-        if ev:
-            self.metrics.write({"kind": "eval", "step": self.step, **ev})
-            summary["final_val_loss"] = ev["val_loss"]
-            summary["final_val_ppl"] = ev["val_ppl"]
-            log.info("step %d: held-out loss %.4f (ppl %.1f)", self.step, ev["val_loss"], ev["val_ppl"])
-        if cfg.checkpoint.every and not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists():
+                    pending_ckpt = False
+        self._log_eval(summary, "final")
+        if self.prep_cache is not None:
+            self.prep_cache.flush()
+            summary["prepare_cache"] = {"hits": self.prep_cache.hits, "misses": self.prep_cache.misses}
+        if cfg.checkpoint.every and not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists() and self._at_boundary():
             self.save_checkpoint()
         summary.update(
             steps=self.step, tokens=self.tokens, skipped_steps=self.nan_skipped,

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from bielik.train.config import OptimConfig
+from bielik.train.config import AdaptiveLRConfig, OptimConfig
 
 
 def build_adamw(model: nn.Module, cfg: OptimConfig, device_type: str) -> torch.optim.AdamW:
@@ -47,3 +47,17 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def adaptive_lr(schedule_lr: float, loss_tokens: float, cfg: AdaptiveLRConfig) -> float:
+    """Bielik's adaptive learning rate: ``schedule_lr · √(T / BS)`` (capped at ``max_scale`` if set).
+
+    ``loss_tokens`` is T, the loss-carrying tokens of the step's global batch; BS is
+    ``cfg.baseline_tokens``. Off (``cfg.enabled=False``) it returns ``schedule_lr`` unchanged.
+    """
+    if not cfg.enabled:
+        return schedule_lr
+    scale = math.sqrt(max(loss_tokens, 0.0) / cfg.baseline_tokens)
+    if cfg.max_scale is not None:
+        scale = min(scale, cfg.max_scale)
+    return schedule_lr * scale

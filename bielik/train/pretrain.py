@@ -49,7 +49,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     source = PackedRowBatches(train_rows, e.micro_batch_size, e.grad_accum, d.rank, d.world_size, e.seed)
     engine = Engine(
         e, model, CausalLM(chunk=e.lm_head_chunk), source, cfg.output, d,
-        tokens_per_step=source.tokens_per_step, seq_len=train_rows.seq_len,
+        seq_len=train_rows.seq_len,
         eval_batches=(lambda: eval_batches(val_rows, e.micro_batch_size, e.eval.batches, d.rank, d.world_size)) if len(val_rows) else None,
         run_config=cfg,
     )

@@ -15,7 +15,7 @@ from bielik.train.engine import Engine
 from bielik.train.objectives import CausalLM, ObjectiveOutput
 from bielik.train.optim import lr_at
 from bielik.model.loading import load_hf_model
-    from bielik.train.pretrain import PretrainConfig, pretrain
+from bielik.train.pretrain import PretrainConfig, pretrain
 from tests.conftest import engine_config
 
 
@@ -25,7 +25,7 @@ def make_engine(model_dir, data_dir, out, objective=None, **cfg):
     val = TokenShards(data_dir, "val")
     src = PackedRowBatches(shards, e.micro_batch_size, e.grad_accum, seed=e.seed)
     return Engine(e, load_hf_model(model_dir), objective or CausalLM(chunk=e.lm_head_chunk), src, out, Dist(),
-                  tokens_per_step=src.tokens_per_step, seq_len=shards.seq_len,
+                  seq_len=shards.seq_len,
                   eval_batches=lambda: eval_batches(val, e.micro_batch_size, e.eval.batches))
 
 
