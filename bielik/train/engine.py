@@ -159,7 +159,11 @@ class Engine:
 
                 for layer in _decoder_layers(m):
                     fully_shard(layer, reshard_after_forward=True)
-                fully_shard(m, reshard_after_forward=True)
+                # The root's own parameters (embeddings, final norm, LM head) are gathered once and kept:
+                # objectives call parts of a frozen model (the decoder, then a chunked head), which
+                # never runs the root's forward hook that would gather them per call.
+                fully_shard(m, reshard_after_forward=False)
+                m.unshard()
             log.debug("frozen model %s: %s on %s", name, type(m).__name__, self.device)
         trained = {id(p) for p in self.module.parameters()}
         for name, m in self.objective.frozen_models().items():
@@ -207,6 +211,7 @@ class Engine:
                 bar.advance(1)
         self.prep_cache.flush()
         barrier(self.dist)
+        self.prep_cache.reload()  # the other ranks' shares
 
     @torch.no_grad()
     def policy_call(self, fn: Callable[[nn.Module], Any]) -> Any:

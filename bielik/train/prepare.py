@@ -6,7 +6,9 @@ resumes on a different number of processes. Layout of the cache directory::
 
     meta.json                     what the values were computed with (objective, frozen models)
     part-r0-00000.safetensors     "<example_id>/<key>" -> that example's tensor, one file per flush
-    part-r1-00000.safetensors     ... (each rank writes its own parts; every rank reads them all)
+    part-r1-00000.safetensors     ... (each rank writes its own parts; every rank reads them all,
+                                  at start and after the precompute pass: a shared filesystem
+                                  across nodes, else a rank recomputes what it does not see)
 
 A part is written to a temporary name and renamed, so a crash leaves only whole parts. A cache
 whose ``meta.json`` does not match the current objective and frozen models is an error (delete it
@@ -61,14 +63,23 @@ class PreparedCache:
             self.root.mkdir(parents=True, exist_ok=True)
             write_json(meta, fingerprint)
         self._parts = 0
+        self._loaded: set[str] = set()
+        self.reload()
+        self._parts = sum(1 for p in self._loaded if p.startswith(f"part-r{rank}-"))
+
+    def reload(self) -> None:
+        """Read the parts on disk not read yet (those other ranks wrote since; needs a shared filesystem)."""
+        new = 0
         for part in sorted(self.root.glob("part-*.safetensors")) if self.root.is_dir() else []:
+            if part.name in self._loaded:
+                continue
             for name, t in load_file(part).items():
                 ex, key = name.split("/", 1)
                 self.values.setdefault(int(ex), {})[key] = t
-            if part.name.startswith(f"part-r{rank}-"):
-                self._parts += 1
-        if self.values:
-            log.info("prepare cache %s: %d examples loaded", self.root, len(self.values))
+            self._loaded.add(part.name)
+            new += 1
+        if new:
+            log.info("prepare cache %s: %d examples after reading %d part(s)", self.root, len(self.values), new)
 
     @staticmethod
     def _ids(batch: dict[str, torch.Tensor]) -> list[int]:
@@ -114,5 +125,6 @@ class PreparedCache:
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         save_file(self._pending, tmp)
         os.replace(tmp, final)
+        self._loaded.add(final.name)
         self._parts += 1
         self._pending = {}

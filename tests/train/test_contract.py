@@ -274,3 +274,31 @@ def test_checkpoint_from_before_the_contract_still_loads(tmp_path):
     assert eng.optimizer.state  # Adam moments restored
     eng.fit()
     assert eng.step == 5
+
+
+def _torchrun(tmp_path, nproc, strategy, cache):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / f"{strategy}-{nproc}-{cache}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(Path(__file__).parent / "dist_frozen_run.py"), str(out), strategy, "cache" if cache else "nocache"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return out
+
+
+@pytest.mark.parametrize("strategy,cache", [("ddp", False), ("fsdp2", True)])
+def test_frozen_reference_under_two_processes_matches_one(strategy, cache, tmp_path):
+    one = _torchrun(tmp_path, 1, strategy, cache)
+    two = _torchrun(tmp_path, 2, strategy, cache)
+    l1, l2 = [r["loss"] for r in _train_rows(one)], [r["loss"] for r in _train_rows(two)]
+    assert len(l2) == 6 and l2[-1] < l2[0]
+    assert l2 == pytest.approx(l1, rel=2e-4)
+    assert json.loads((two / "ref_is_sharded.json").read_text()) is (strategy == "fsdp2")  # DDP leaves it unwrapped
+    saved = load_file(ckpt.latest_checkpoint(two / "checkpoints") / "model.safetensors")
+    assert not any("reference" in k for k in saved) and set(saved) <= set(micro_llama(0).state_dict())
+    if cache:
+        assert len(list((two / "prepared").glob("part-r*-*.safetensors"))) == 2  # each rank wrote its share
