@@ -101,6 +101,8 @@ _stage_command(tokenizer_app, "stats", "tokenizer.stats", "Tokens, CpT and TpW o
 _stage_command(tokenizer_app, "merge", "tokenizer.merge", "Extend base=mistral-v0.1 with extra=DIR; report non-canonical words, unreachable tokens, conflicting merges.",
                lambda res: out.print((Path(res["output"]) / "report.md").read_text(encoding="utf-8"), highlight=False, markup=False))
 _stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
+_stage_command(data_app, "instruct", "data.instruct",
+               "Construct Polish SFT dialogues (diacritics, punctuation, cloze, numbers, dates, headlines) from the corpus.")
 
 
 def _show_funnel(metrics: dict) -> None:
@@ -143,6 +145,8 @@ _stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s 
 _stage_command(model_app, "merge", "model.merge", "Linear merge: models=[a,b] weights=[0.5,0.5] output=DIR.", _show_summary)
 _stage_command(model_app, "swap-tokenizer", "model.swap_tokenizer", "New tokenizer, embeddings initialised with FOCUS (init=focus|mean|random).", _show_summary)
 _stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
+_stage_command(train_app, "sft", "train.sft", "SFT on chat data (default: the shipped mix): assistant-only loss, packing, WICE, adaptive LR; torchrun-ready.",
+               _show_summary)
 _stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
 
 

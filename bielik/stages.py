@@ -23,6 +23,7 @@ class Stage:
 
 def registry() -> dict[str, Stage]:
     # imported lazily: `bielik --help` must not pay for torch/transformers imports
+    from bielik.data.instruct import InstructConfig, instruct
     from bielik.data.pack import PackConfig, pack
     from bielik.data.curate import api as curate
     from bielik.eval.leaderboard import EqBenchConfig, LeaderboardConfig, run_eq_bench, run_leaderboard
@@ -41,12 +42,14 @@ def registry() -> dict[str, Stage]:
     from bielik.tokenizer.stats import TokenizerStatsConfig, tokenizer_stats
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
+    from bielik.train.sft import SFTConfig, sft
 
     stages = [
         Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a BPE tokenizer (byte-level or SentencePiece-style with byte fallback)"),
         Stage("tokenizer.stats", TokenizerStatsConfig, tokenizer_stats, "tokens, characters per token, tokens per word of tokenizers on texts"),
         Stage("tokenizer.merge", TokenizerMergeConfig, merge_tokenizers, "extend a base BPE vocabulary with a Polish one and measure merge ambiguity"),
         Stage("data.pack", PackConfig, pack, "tokenize, mix languages and pack fixed-length token shards"),
+        Stage("data.instruct", InstructConfig, instruct, "construct Polish SFT dialogues with checkable references from the Polish corpus"),
         Stage("data.clean", curate.CleanStageConfig, curate.clean, "cleaning heuristics (encoding, boilerplate, tables, language, ...) with drop reasons"),
         Stage("data.anonymize", curate.AnonymizeStageConfig, curate.anonymize, "Polish PII -> typed placeholders, span-level report"),
         Stage("data.dedup", curate.DedupStageConfig, curate.dedup, "exact (normalised hash) and MinHash-LSH near-duplicate removal"),
@@ -61,6 +64,7 @@ def registry() -> dict[str, Stage]:
         Stage("model.merge", MergeConfig, merge, "linear (weighted-average) merge of checkpoints"),
         Stage("model.swap_tokenizer", SwapTokenizerConfig, swap_tokenizer, "replace a model's tokenizer; FOCUS/mean/random init of new embeddings"),
         Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
+        Stage("train.sft", SFTConfig, sft, "supervised fine-tuning: masked tokens, packing, weighted instruction CE, adaptive LR"),
         Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
         Stage("quant.export", ExportConfig, export, "HF checkpoint -> GGUF (f32/f16/bf16) with llama.cpp's converter"),
         Stage("quant.imatrix", ImatrixConfig, compute_imatrix, "importance matrix from Polish-English calibration text"),

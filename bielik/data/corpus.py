@@ -62,9 +62,10 @@ def expand_inputs(
 
 
 def _open(path: Path):
+    # utf-8-sig: a byte-order mark some editors put at the start of a file is not part of line 1
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
 
 
 def iter_jsonl_records(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -202,6 +202,10 @@ def load_hf_tokenizer(path: str | Path):
     ``TokenizersBackend``; for ``qwen2`` that is ``Qwen2Tokenizer``, which rebuilds the pipeline
     with Qwen's pre-tokenizer and silently changes how a bielik tokenizer splits text. A tokenizer
     saved as ``TokenizersBackend``/``PreTrainedTokenizerFast`` is therefore loaded with that class.
+
+    A tokenizer whose post-processor adds BOS but whose saved ``add_bos_token`` flag is missing (bielik
+    tokenizers trained before the flag was written) gets the flag set, so that a later rebuild of the
+    post-processor by transformers keeps the BOS (:func:`bielik.tokenizer.chat.sync_bos_flag`).
     """
     import json
 
@@ -217,10 +221,14 @@ def load_hf_tokenizer(path: str | Path):
             raise BielikError(f"{conf}: not valid JSON ({exc.msg})") from None
     try:
         if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
-            return PreTrainedTokenizerFast.from_pretrained(str(path))
-        return AutoTokenizer.from_pretrained(str(path))
+            tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+        else:
+            tok = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise BielikError(f"{path} is not an HF tokenizer directory ({str(exc).splitlines()[0]})") from None
+    from bielik.tokenizer.chat import sync_bos_flag
+
+    return sync_bos_flag(tok)
 
 
 def tokenizer_style(tok) -> str:

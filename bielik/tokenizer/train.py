@@ -8,13 +8,20 @@ Two styles, both covering every string (no unknown tokens):
   first word (Metaspace), BPE over characters, and **byte fallback**: a character outside the
   learnt alphabet (``limit_alphabet`` most frequent characters) is encoded as its UTF-8 bytes
   ``<0x00>``..``<0xFF>``. Tokens are spelled like Mistral's, which is what vocabulary merging and
-  embedding transfer (FOCUS) match on.
+  embedding transfer (FOCUS) match on. A newline is always a token of its own (as in Llama/Mistral,
+  where it is the byte ``<0x0A>``): without that rule BPE learns pieces such as ``\\nT``, which
+  straddle the ``<|im_start|>assistant\\n`` header and the first word of a reply, so the assistant
+  mask could not end exactly at the header (see :mod:`bielik.tokenizer.chat`).
 
 The saved directory is a regular HF tokenizer (``AutoTokenizer.from_pretrained`` opens it) carrying
-BOS/EOS/PAD/UNK, the ChatML control tokens used by Bielik's instruct models and a ChatML chat
-template. Training documents that share a word n-gram with the evaluation texts named in
-``decontaminate`` (by default the Constitution preambles that ``bielik tokenizer stats`` measures
-on) are dropped, so the efficiency comparison is not won by memorising the test text.
+BOS/EOS/PAD/UNK, the ChatML control tokens used by Bielik's instruct models and the ChatML chat
+template with assistant-mask markers. BOS convention (:mod:`bielik.tokenizer.chat`): plain-text
+encoding adds one BOS (the saved post-processor; the in-memory ``add_bos_token`` flag agrees with
+it); the chat template writes BOS itself, so a rendered chat holds exactly one.
+
+Training documents that share a word n-gram with the evaluation texts named in ``decontaminate``
+(by default the Constitution preambles that ``bielik tokenizer stats`` measures on) are dropped, so
+the efficiency comparison is not won by memorising the test text.
 """
 
 from __future__ import annotations
@@ -29,15 +36,9 @@ from bielik.artifacts import staged_dir, write_stage_record
 from bielik.config import StageConfig
 from bielik.data.corpus import expand_inputs, read_corpus
 from bielik.log import get_logger
+from bielik.tokenizer.chat import CHATML_TEMPLATE
 
 log = get_logger(__name__)
-
-CHATML_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 class TokenizerTrainConfig(StageConfig):
     inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus")
@@ -136,6 +137,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
         eos_token=cfg.eos_token,
         unk_token=cfg.unk_token,
         pad_token=cfg.pad_token,
+        add_bos_token=True,  # the flag agrees with the post-processor (bielik.tokenizer.chat: the BOS trap)
+        add_eos_token=False,
         additional_special_tokens=list(cfg.extra_special_tokens),
         model_max_length=cfg.model_max_length,
         clean_up_tokenization_spaces=False,
@@ -165,7 +168,10 @@ def _train_sentencepiece_style(cfg: TokenizerTrainConfig, specials: list[str], b
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    metaspace = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("\n", behavior="isolated"),  # no piece crosses a newline (module docstring)
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True),
+    ])
     tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
     tok.pre_tokenizer = metaspace
     trainer = trainers.BpeTrainer(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from bielik.config import StageConfig
 
@@ -109,3 +109,20 @@ class EngineConfig(StageConfig):
             raise ValueError("prepare.precompute needs prepare.cache (a directory, or 'auto')")
         return self
 
+
+
+def engine_field(description: str = "engine settings", **defaults: Any):
+    """An ``EngineConfig`` field whose defaults are a stage's own (e.g. SFT's LR and adaptive LR).
+
+    A partial ``train:`` section (``train.steps=20``) is deep-merged over these defaults, not over
+    ``EngineConfig``'s, so a user overriding one key keeps the stage's other defaults.
+    """
+    from bielik.config import deep_merge
+
+    def merge(value: Any) -> Any:
+        if isinstance(value, EngineConfig):
+            return value
+        return deep_merge(defaults, value or {})
+
+    return Annotated[EngineConfig, BeforeValidator(merge), Field(default_factory=lambda: EngineConfig.model_validate(defaults),
+                                                                 description=description)]
