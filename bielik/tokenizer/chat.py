@@ -138,3 +138,17 @@ def sync_bos_flag(tokenizer):
         tokenizer.add_bos_token = False  # the setter rebuilds a post-processor: put the stored one back
         backend.post_processor = before
     return tokenizer
+
+
+def end_of_turn_as_eos(tokenizer):
+    """Make ``<|im_end|>`` the tokenizer's EOS, as instruct releases do (Bielik-Instruct, Qwen2.5-Instruct).
+
+    After SFT the model ends every answer with ``<|im_end|>``; with it as EOS, generation stops after
+    one answer everywhere EOS is what stops it (HF ``generate``, llama.cpp / GGUF, ``bielik generate``'s
+    ``chat=auto``, which wraps prompts in the template exactly for such tokenizers). Encoding is
+    unchanged (the BOS post-processor is not touched). Returns the tokenizer.
+    """
+    if IM_END not in tokenizer.get_vocab():
+        raise BielikError(f"the tokenizer has no {IM_END} token to end turns with")
+    tokenizer.eos_token = IM_END
+    return tokenizer

@@ -65,6 +65,23 @@ class SFTConfig(StageConfig):
     train: SFT_ENGINE
 
 
+def save_instruct_tokenizer(tokenizer, model_dir: Path) -> None:
+    """Save the tokenizer the model was trained with, ``<|im_end|>`` as EOS, into ``model_dir``; the model's
+    ``config.json`` / ``generation_config.json`` get the same EOS id (so HF ``generate`` and GGUF stop there)."""
+    import json
+
+    from bielik.artifacts import atomic_write_text
+    from bielik.tokenizer.chat import end_of_turn_as_eos
+
+    end_of_turn_as_eos(tokenizer).save_pretrained(model_dir)
+    for name in ("config.json", "generation_config.json"):
+        path = Path(model_dir) / name
+        if path.is_file():
+            conf = json.loads(path.read_text(encoding="utf-8"))
+            conf["eos_token_id"] = tokenizer.eos_token_id
+            atomic_write_text(path, json.dumps(conf, indent=2) + "\n")
+
+
 def sft(cfg: SFTConfig) -> dict:
     """Fine-tune; return the summary that is also written to ``metrics.json``."""
     from bielik.data.chat_rows import build_sft_data
@@ -102,8 +119,8 @@ def sft(cfg: SFTConfig) -> dict:
     summary["data"] = data.stats
     if e.checkpoint.save_final:
         final = engine.export(Path(cfg.output) / "final", extra_dirs=[tok_dir])
-        if d.is_main:  # the tokenizer with the chat template the model was trained on
-            tokenizer.save_pretrained(final)
+        if d.is_main:
+            save_instruct_tokenizer(tokenizer, final)
     if d.is_main:
         write_stage_record(cfg.output, "train.sft", cfg, inputs={"model": cfg.model, "data": ",".join(cfg.data)}, metrics=summary)
     return summary

@@ -101,6 +101,12 @@ def test_sft_stage_learns_and_logs_both_learning_rates(tiny_model, tmp_path):
     final = tmp_path / "run" / "final"
     tok = load_hf_tokenizer(final)
     assert "{% generation %}" in tok.chat_template
+    assert tok.eos_token == "<|im_end|>" and json.loads((final / "generation_config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    assert tok("Ala ma kota").input_ids[0] == tok.bos_token_id  # encoding unchanged: one BOS
+    from bielik.generate import GenerateConfig, generate
+
+    sample = generate(GenerateConfig(model=str(final), prompts=["Przetłumacz na angielski: kot"], max_new_tokens=6, temperature=0.0))[0]
+    assert sample["chat"] is True  # an SFT'd model answers as the assistant of a chat (chat=auto)
     assert json.loads((tmp_path / "run" / "data.json").read_text())["train_dialogues"] > 100
     assert json.loads((tmp_path / "run" / "lineage.json").read_text())["stage"] == "train.sft"
 
