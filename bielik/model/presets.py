@@ -52,6 +52,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         rope_theta=1000000.0, rms_norm_eps=1e-5, sliding_window=None, vocab_size=32128,
         tie_word_embeddings=False,
     ),
+    # Bielik-11B-v3 (RECIPE §7.3; base of Bielik-Minitron-7B): the 11B v2 shape with the Polish APT4
+    # 32k tokenizer and one (tied) embedding matrix. 11.04B parameters; vocabulary 32,000 and tying
+    # are what make the reported 11.04B and the 7.35B of the chosen 40-layer / FFN-11,264 student.
+    "bielik-11b-v3": dict(
+        model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=50,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-5, sliding_window=None, vocab_size=32000,
+        tie_word_embeddings=True,
+    ),
     "qwen2.5-1.5b": dict(
         model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
         num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=131072,

@@ -12,7 +12,8 @@ held-out split, mixed by language (Bielik: Polish and English).
 
 Two methods write the same file (llama.cpp's GGUF imatrix: ``<weight>.in_sum2`` = Σ_t x_t², and
 ``<weight>.counts`` = T): ``llama.cpp`` runs ``llama-imatrix`` on the GGUF reference; ``torch`` runs
-the HF checkpoint with forward pre-hooks on every ``nn.Linear`` of the decoder blocks, on the same
+the HF checkpoint with forward pre-hooks on every ``nn.Linear`` of the decoder blocks (the shared
+activation-statistics module :mod:`bielik.model.activations`), on the same
 token windows (the text is tokenised once, cut into ``ctx``-token windows, each starting with BOS
 when the tokenizer adds one — exactly what ``llama-imatrix`` does). The torch method needs no
 llama.cpp build and runs wherever the model trains (GPU included); the two agree to float precision
@@ -32,6 +33,7 @@ from bielik.artifacts import atomic_write_text, staged_dir, write_stage_record
 from bielik.config import StageConfig
 from bielik.errors import BielikError
 from bielik.log import get_logger
+from bielik.model.activations import Hooks, SumSquares
 from bielik.quant.calibration import TextConfig, select_text
 
 log = get_logger(__name__)
@@ -144,31 +146,22 @@ def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chu
     if arch is None:
         raise BielikError(f"imatrix (torch): model type {model.config.model_type!r} not supported ({', '.join(GGUF_ARCH)})")
     names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), model.config.num_hidden_layers)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    hooks = []
-
-    def hook_for(name: str):
-        def hook(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            sums[name] = sums.get(name, 0) + (x * x).sum(0)
-            counts[name] = counts.get(name, 0) + x.shape[0]
-        return hook
-
-    for mod_name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".layers." in f".{mod_name}":
-            gguf_name = names.get_name(mod_name)
-            if gguf_name is None:
-                raise BielikError(f"imatrix (torch): no GGUF name for module {mod_name}")
-            hooks.append(module.register_forward_pre_hook(hook_for(gguf_name + ".weight")))
     n = len(token_ids) // ctx
     if chunks:
         n = min(n, chunks)
     if n == 0:
         raise BielikError(f"imatrix: the calibration text gives {len(token_ids)} tokens, fewer than one window of ctx={ctx}")
-    try:
-        from bielik.progress import progress
+    from bielik.progress import progress
 
+    stats: dict[str, SumSquares] = {}
+    with Hooks() as hooks:
+        for mod_name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{mod_name}":
+                gguf_name = names.get_name(mod_name)
+                if gguf_name is None:
+                    raise BielikError(f"imatrix (torch): no GGUF name for module {mod_name}")
+                stats[gguf_name + ".weight"] = stat = SumSquares()
+                hooks.input(module, stat.update)
         with torch.inference_mode(), progress("imatrix (torch)", n, "windows", every=10) as bar:
             for c in range(n):
                 ids = torch.tensor(token_ids[c * ctx: (c + 1) * ctx], dtype=torch.long)[None]
@@ -176,10 +169,7 @@ def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chu
                     ids[0, 0] = bos_id
                 model(input_ids=ids, use_cache=False)
                 bar.advance(1)
-    finally:
-        for h in hooks:
-            h.remove()
-    return {k: (sums[k].cpu().numpy(), counts[k]) for k in sums}, n
+    return {k: (st.sum.cpu().numpy(), st.count) for k, st in stats.items() if st.sum is not None}, n
 
 
 def write_imatrix(path: Path, entries: dict, arch: str, chunk_count: int, chunk_size: int, dataset: str) -> None:

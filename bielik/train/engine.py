@@ -185,20 +185,25 @@ class Engine:
             barrier(self.dist)
         return cache
 
-    def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Merge the objective's no-grad preparation outputs into ``batch`` (cached per example if asked)."""
+    def _prepare(self, batch: dict[str, torch.Tensor], use_cache: bool = True) -> dict[str, torch.Tensor]:
+        """Merge the objective's no-grad preparation outputs into ``batch`` (cached per example if asked).
+
+        Held-out batches never use the cache (``use_cache=False``): their ``example_ids`` number a
+        different split and would collide with the training rows' keys.
+        """
         if not self.objective.has_prepare:
             return batch
-        cached = self.prep_cache.lookup(batch) if self.prep_cache is not None else None
-        if self.dist.enabled and self.prep_cache is not None:  # sharded frozen models: every rank runs or none does
+        cache = self.prep_cache if use_cache else None
+        cached = cache.lookup(batch) if cache is not None else None
+        if self.dist.enabled and cache is not None:  # sharded frozen models: every rank runs or none does
             miss = all_reduce_sum(torch.tensor([float(cached is None)], device=self.device), self.dist)
             if float(miss) > 0:
                 cached = None
         if cached is None:
             with torch.no_grad(), self._autocast():
                 cached = self.objective.prepare(batch)
-            if self.prep_cache is not None:
-                self.prep_cache.store(batch, cached)
+            if cache is not None:
+                cache.store(batch, cached)
         return {**batch, **cached}
 
     def precompute(self, batches: Iterable[dict[str, torch.Tensor]], total: int | None = None) -> None:
@@ -329,7 +334,7 @@ class Engine:
         counts: dict[str, torch.Tensor] = {}
         units = 0.0
         for batch in self.eval_batches():
-            batch = self._prepare(self._to_device(batch))
+            batch = self._prepare(self._to_device(batch), use_cache=False)
             with self._autocast():
                 out = self.module(batch)
             self._accumulate(out, sums, counts)
