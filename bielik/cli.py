@@ -31,9 +31,10 @@ bench_app = typer.Typer(help="Hardware and speed measurements.", no_args_is_help
 recipe_app = typer.Typer(help="Run whole recipes (stage graphs).", no_args_is_help=True)
 quant_app = typer.Typer(help="GGUF export, importance matrices, quantisation and comparison (llama.cpp).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.", no_args_is_help=True)
+compress_app = typer.Typer(help="Minitron compression: importance, candidate shapes, structured pruning, logit distillation.", no_args_is_help=True)
 quality_app = typer.Typer(help="The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).", no_args_is_help=True)
 for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
-                  (bench_app, "bench"), (recipe_app, "recipe"), (quant_app, "quant"), (eval_app, "eval")]:
+                  (bench_app, "bench"), (recipe_app, "recipe"), (quant_app, "quant"), (eval_app, "eval"), (compress_app, "compress")]:
     app.add_typer(sub, name=name)
 data_app.add_typer(quality_app, name="quality")
 
@@ -147,6 +148,10 @@ _stage_command(model_app, "swap-tokenizer", "model.swap_tokenizer", "New tokeniz
 _stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
 _stage_command(train_app, "sft", "train.sft", "SFT on chat data (default: the shipped mix): assistant-only loss, packing, WICE, adaptive LR; torchrun-ready.",
                _show_summary)
+_stage_command(train_app, "dpo", "train.dpo", "DPO-P on preference pairs (default: the shipped pairs): beta=0.1 lam=5; reference log-probs cached; torchrun-ready.",
+               _show_summary)
+_stage_command(train_app, "grpo", "train.grpo", "GRPO on math tasks (default: the shipped ones): group_size=8, rewards accuracy+format, k3 KL; torchrun-ready.",
+               _show_summary)
 _stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
 
 
@@ -165,6 +170,11 @@ _stage_command(quant_app, "export", "quant.export", "HF checkpoint -> GGUF: mode
 _stage_command(quant_app, "imatrix", "quant.imatrix", "Importance matrix on PL/EN calibration text: model=GGUF text.mix={pl:0.5,en:0.5}.")
 _stage_command(quant_app, "quantize", "quant.quantize", "Quantise: model=GGUF types=[Q4_K_M,Q2_K] imatrix=FILE (with and without it).", _show_quantized)
 _stage_command(quant_app, "compare", "quant.compare", "Quantised vs reference on held-out Polish text: PPL, KLD, Δp, same top.", _show_compare)
+_stage_command(compress_app, "importance", "compress.importance", "Importance of channels, neurons, heads and Block Influence per layer: model=DIR.", _show_summary)
+_stage_command(compress_app, "plan", "compress.plan", "Candidate shapes and exact parameter counts: base=bielik-11b-v3 budget=7.35B.",
+               lambda res: out.print(res["table"], highlight=False, markup=False, soft_wrap=True))
+_stage_command(compress_app, "prune", "compress.prune", "Prune to a shape: model=DIR importance=DIR layers=40 intermediate_size=11264.", _show_summary)
+_stage_command(compress_app, "distill", "compress.distill", "Logit distillation: teacher=DIR student=DIR data=DIR tau=1 alpha=0 top_k=0.", _show_summary)
 
 
 @model_app.command("info")

@@ -23,6 +23,10 @@ class Stage:
 
 def registry() -> dict[str, Stage]:
     # imported lazily: `bielik --help` must not pay for torch/transformers imports
+    from bielik.compress.distill import DistillConfig, distill
+    from bielik.compress.importance import ImportanceConfig, importance
+    from bielik.compress.plan import PlanConfig, plan
+    from bielik.compress.prune import PruneConfig, prune
     from bielik.data.instruct import InstructConfig, instruct
     from bielik.data.pack import PackConfig, pack
     from bielik.data.curate import api as curate
@@ -43,6 +47,8 @@ def registry() -> dict[str, Stage]:
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
     from bielik.train.sft import SFTConfig, sft
+    from bielik.train.dpo import DPOConfig, dpo
+    from bielik.train.grpo import GRPOConfig, grpo
 
     stages = [
         Stage("tokenizer.train", TokenizerTrainConfig, train_tokenizer, "train a BPE tokenizer (byte-level or SentencePiece-style with byte fallback)"),
@@ -65,6 +71,12 @@ def registry() -> dict[str, Stage]:
         Stage("model.swap_tokenizer", SwapTokenizerConfig, swap_tokenizer, "replace a model's tokenizer; FOCUS/mean/random init of new embeddings"),
         Stage("train.pretrain", PretrainConfig, pretrain, "(continued) pretraining with the bielik engine"),
         Stage("train.sft", SFTConfig, sft, "supervised fine-tuning: masked tokens, packing, weighted instruction CE, adaptive LR"),
+        Stage("train.dpo", DPOConfig, dpo, "DPO-Positive on preference pairs: frozen reference (log-probs cached), shared-prompt rows, pair weights"),
+        Stage("train.grpo", GRPOConfig, grpo, "GRPO with verifiable rewards: G sampled answers per prompt, group advantages, clipped objective, k3 KL"),
+        Stage("compress.importance", ImportanceConfig, importance, "Minitron importance: hidden channels, FFN neurons, heads, Block Influence"),
+        Stage("compress.plan", PlanConfig, plan, "candidate pruned shapes with exact parameter counts (the Minitron table)"),
+        Stage("compress.prune", PruneConfig, prune, "structured pruning (depth, hidden, FFN, heads/KV heads) of an HF checkpoint"),
+        Stage("compress.distill", DistillConfig, distill, "logit distillation (forward KL with temperature) from a frozen teacher"),
         Stage("generate", GenerateConfig, generate, "sample continuations from a model"),
         Stage("quant.export", ExportConfig, export, "HF checkpoint -> GGUF (f32/f16/bf16) with llama.cpp's converter"),
         Stage("quant.imatrix", ImatrixConfig, compute_imatrix, "importance matrix from Polish-English calibration text"),

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bielik.generate import GenerateConfig, generate
@@ -22,3 +23,37 @@ def test_generate_tokenizes_like_the_saved_tokenizer_for_qwen2(tiny_tokenizer, t
     assert sample["prompt_tokens"] == ids["input_ids"].shape[1]
     assert sample["completion"] == tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert (tmp_path / "samples" / "samples.json").is_file()
+
+
+def test_chat_auto_wraps_only_instruct_templates_and_unrendered_prompts(tiny_tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    from bielik.errors import ConfigError
+    from bielik.generate import encode_prompts
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tiny_tokenizer))  # bielik's: ChatML template, EOS </s>
+    prompts = ["Jaka jest stolica Polski?", "<|im_start|>user\nCześć<|im_end|>\n<|im_start|>assistant\n"]
+    ids, used = encode_prompts(tok, prompts, "auto")
+    assert used == [False, False] and ids[0] == tok.encode(prompts[0])  # a base checkpoint: plain continuation
+    ids, used = encode_prompts(tok, prompts[:1], True)
+    rendered = tok.apply_chat_template([{"role": "user", "content": prompts[0]}], add_generation_prompt=True, tokenize=False)
+    assert used == [True] and ids[0] == tok.encode(rendered, add_special_tokens=False)
+    assert ids[0][0] == tok.bos_token_id and ids[0].count(tok.bos_token_id) == 1  # the template's BOS, not a second one
+    tok.eos_token = "<|im_end|>"  # an instruct release: its assistant turns end with EOS
+    _, used = encode_prompts(tok, prompts, "auto")
+    assert used == [True, False]  # the second prompt is already rendered
+    tok.chat_template = None
+    assert encode_prompts(tok, prompts[:1], "auto")[1] == [False]
+    with pytest.raises(ConfigError, match="chat template"):
+        encode_prompts(tok, prompts[:1], True)
+
+
+def test_generate_chat_records_the_rendered_prompt_and_stops(tiny_model, tmp_path):
+    samples = generate(GenerateConfig(model=str(tiny_model), prompts=["Cześć!", "Litwo!"], chat=True, temperature=0.7, max_new_tokens=8,
+                                      stop=["a"], output=str(tmp_path / "out")))
+    again = generate(GenerateConfig(model=str(tiny_model), prompts=["Cześć!", "Litwo!"], chat=True, temperature=0.7, max_new_tokens=8,
+                                    stop=["a"]))
+    assert samples == again  # seeded
+    for s in samples:
+        assert s["chat"] and s["prompt_tokens"] > 8 and "a" not in s["completion"]
+        assert s["finish_reason"] in {"stop", "eos", "length"} and 1 <= s["completion_tokens"] <= 8

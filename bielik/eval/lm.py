@@ -16,8 +16,10 @@ over the whole vocabulary at every position):
   applied to the positions that predict continuation tokens (in chunks), never to the context.
 * **length-sorted batches under a token budget** — documents sorted by length, batched so that
   ``rows x padded length <= batch_tokens``.
-* **batched greedy generation** with a KV cache, left padding, per-row stop strings and EOS; finished
-  rows leave the batch (the cache is narrowed with them).
+* **batched greedy generation** through :func:`bielik.model.generation.sample` (the loop ``bielik
+  generate``, ``bench speed`` and GRPO share): KV cache, left padding, per-row stop strings and EOS;
+  finished rows leave the batch (the cache is narrowed with them); length-sorted batches under
+  ``gen_batch_tokens``.
 
 log p(continuation | context) = Σ_t log softmax(W h_t)[y_t] over the continuation's tokens, and
 ``is_greedy`` = every y_t is the arg-max at its position (lm-eval's second output).
@@ -34,6 +36,7 @@ from typing import Sequence
 import torch
 
 from bielik.errors import BielikError
+from bielik.model.generation import HFForward, SamplingParams, sample
 from bielik.progress import progress
 
 
@@ -45,15 +48,13 @@ class Choices:
     continuations: list[list[int]]
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int, left: bool = False) -> torch.Tensor:
+def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Right padding (causal scoring: real tokens never see the padding)."""
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), value, dtype=torch.long)
     for i, r in enumerate(rows):
         if r:
-            if left:
-                out[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            else:
-                out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     return out
 
 
@@ -82,6 +83,7 @@ class EvalLM:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.eos_id = tokenizer.eos_token_id
         self.prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self._forward = HFForward(self.model)  # generation: the shared sampler's adapter
         self._prefix_text = tokenizer.decode([self.prefix_id]) if self.prefix_id is not None else None
 
     @classmethod
@@ -277,45 +279,8 @@ class EvalLM:
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, prompts: list[list[int]], until: list[str], max_gen_toks: int, stop_ids: set[int]) -> list[str]:
-        n = len(prompts)
-        ids = _pad(prompts, self.pad_id, left=True)
-        mask = _pad([[1] * len(p) for p in prompts], 0, left=True)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        h, cache = self._hidden(ids, attention_mask=mask, position_ids=pos)
-        nxt = self._logits(h[:, -1]).argmax(-1).cpu()
-        generated: list[list[int]] = [[] for _ in range(n)]
-        active = list(range(n))  # original row of each batch row
-        next_pos = pos[:, -1] + 1
-        stops = [s for s in until if s]
-        window = max((len(s) for s in stops), default=0) + 8  # tokens: every token adds >= 1 character (or a byte of one)
-        for step in range(max_gen_toks):
-            keep = []
-            for r, row in enumerate(active):
-                tok = int(nxt[r])
-                if tok in stop_ids:
-                    continue
-                generated[row].append(tok)
-                if stops and any(s in self.tok.decode(generated[row][-window:], skip_special_tokens=True) for s in stops):
-                    continue
-                keep.append(r)
-            if not keep or step == max_gen_toks - 1:
-                break
-            if len(keep) < len(active):
-                idx = torch.tensor(keep)
-                cache.reorder_cache(idx.to(self.device))
-                mask, next_pos, nxt = mask[idx], next_pos[idx], nxt[idx]
-                active = [active[r] for r in keep]
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype)], dim=1)
-            h, cache = self._hidden(nxt[:, None], cache=cache, attention_mask=mask, position_ids=next_pos[:, None])
-            next_pos = next_pos + 1
-            nxt = self._logits(h[:, -1]).argmax(-1).cpu()
-        out = []
-        for g in generated:
-            text = self.tok.decode(g, skip_special_tokens=True)
-            for s in stops:
-                text = text.split(s)[0]
-            out.append(text)
-        return out
+        params = SamplingParams(max_new_tokens=max_gen_toks, stop=tuple(until), stop_token_ids=frozenset(stop_ids))
+        return [c.text for c in sample(self._forward, prompts, params, self.tok, pad_id=self.pad_id)]
 
     # ------------------------------------------------------------------------- perplexity
     @torch.no_grad()

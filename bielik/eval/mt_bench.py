@@ -108,13 +108,13 @@ def generate_answers(cfg: MTBenchConfig, questions: list[dict], cache_dir: Path)
     """Two-turn answers of the model, cached per (model files, question, settings)."""
     from bielik.artifacts import path_digest
     from bielik.eval.lm import EvalLM
+    from bielik.model.generation import end_of_turn_ids
 
     lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
                                 gen_batch_tokens=cfg.lm.gen_batch_tokens)
     if not getattr(lm.tok, "chat_template", None):
         raise DataError(f"model {cfg.model}: MT-Bench needs a tokenizer with a chat template")
-    stop_ids = {lm.eos_id, *(lm.tok.convert_tokens_to_ids([t])[0] for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
-                             if t in lm.tok.get_vocab())} - {None}
+    stop_ids = end_of_turn_ids(lm.tok)
     model_key = path_digest(Path(cfg.model) / "model.safetensors") if (Path(cfg.model) / "model.safetensors").is_file() else cfg.model
     cache = JudgmentCache(cache_dir, "answers.jsonl")
     cached = cache.entries

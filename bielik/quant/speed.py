@@ -7,8 +7,9 @@ Definitions (one request, batch 1, greedy):
 * time per output token (TPOT) = decode time of the remaining tokens / their number;
 * output tokens/s = 1 / TPOT.
 
-HF models (fp32 and/or bf16 weights) are timed here: a prefill forward, then one forward per token
-with the KV cache (transformers 5's ``cache``), no ``generate()`` overheads. GGUF files are timed by
+HF models (fp32 and/or bf16 weights) are timed here through :func:`bielik.model.generation.sample`,
+the decode loop ``generate``, eval and GRPO use (a prefill forward, then one forward per token with
+a KV cache; no ``generate()`` overheads); TTFT and TPOT are its own timing hooks. GGUF files are timed by
 llama.cpp's own ``llama-bench``: a ``pp<prompt>`` test (prefill) and a ``tg<new>`` test (decode);
 TTFT is the prefill time and TPOT the decode time per token. Every configuration runs ``runs``
 times after ``warmup`` runs; we report the median and the spread (min-max) — the machine's speed
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -76,8 +76,11 @@ def _prompt_ids(model_dir: Path, n: int, vocab_size: int):
 
 
 def time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
+    """TTFT and TPOT of one greedy request through :func:`bielik.model.generation.sample` (the decode loop of
+    ``generate``, eval and GRPO). No stop tokens: every run decodes exactly ``new_tokens`` tokens."""
     import torch
 
+    from bielik.model.generation import DecodeTimings, HFForward, SamplingParams, sample
     from bielik.model.loading import load_hf_model
 
     threads = cfg.threads or None
@@ -85,20 +88,14 @@ def time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
         torch.set_num_threads(threads)
     model = load_hf_model(model_dir).to(getattr(torch, dtype)).eval()
     ids = _prompt_ids(model_dir, cfg.prompt_tokens, model.config.vocab_size)
+    forward, params = HFForward(model), SamplingParams(max_new_tokens=cfg.new_tokens)
     ttft, tpot = [], []
-    with torch.inference_mode():
-        for i in range(cfg.warmup + cfg.runs):
-            t0 = time.perf_counter()
-            out = model(input_ids=ids, use_cache=True)
-            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-            t1 = time.perf_counter()
-            for _ in range(cfg.new_tokens - 1):
-                out = model(input_ids=nxt, cache=out.cache, use_cache=True)  # transformers 5: `cache`, not past_key_values
-                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-            t2 = time.perf_counter()
-            if i >= cfg.warmup:
-                ttft.append(t1 - t0)
-                tpot.append((t2 - t1) / (cfg.new_tokens - 1))
+    for i in range(cfg.warmup + cfg.runs):
+        timings = DecodeTimings()
+        sample(forward, [ids[0].tolist()], params, timings=timings)
+        if i >= cfg.warmup:
+            ttft.append(timings.first_token)
+            tpot.append(timings.per_token)
     return {"model": str(model_dir), "engine": "transformers", "dtype": dtype, **_summary(ttft, tpot, ids.shape[1]),
             "prompt_tokens": int(ids.shape[1]), "new_tokens": cfg.new_tokens, "runs": cfg.runs}
 

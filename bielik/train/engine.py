@@ -419,8 +419,9 @@ class Engine:
         row = {
             "kind": "train", "step": self.step, "tokens": self.tokens,
             "loss": sum(r["loss"] for r in window) / len(window),
-            "lr": rec["lr"], "grad_norm": rec["grad_norm"],
+            "lr": rec["lr"], "grad_norm": rec["grad_norm"],  # the window's last step, like lr_schedule below
             "tokens_per_s": tps, "skipped_steps": self.nan_skipped,
+            **({"lr_schedule": rec["lr_schedule"]} if "lr_schedule" in rec else {}),
         }
         if self.peak:
             row["mfu"] = tps * self.flops_per_token / (self.peak * self.dist.world_size)
