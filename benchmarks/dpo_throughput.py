@@ -137,7 +137,7 @@ def measure_trl(work: Path, args) -> dict:
     from bielik.tokenizer.formats import load_hf_tokenizer
 
     model_dir = work / "init"
-    rows = [json.loads(x) for x in (work / "pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(x) for x in open(work / "pairs.jsonl", encoding="utf-8") if x.strip()]  # not splitlines(): U+2028 in text
     ds = Dataset.from_list([{"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
                              "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))

@@ -158,6 +158,7 @@ def dpo(cfg: DPOConfig) -> dict:
     from bielik.train.distributed import init_distributed
     from bielik.train.engine import Engine
     from bielik.train.objectives.dpo import DPOPositive
+    from bielik.train.sft import save_instruct_tokenizer
 
     tok_dir = Path(cfg.tokenizer or cfg.model)
     tokenizer = ensure_chat_template(load_hf_tokenizer(tok_dir))
@@ -188,7 +189,7 @@ def dpo(cfg: DPOConfig) -> dict:
     if e.checkpoint.save_final:
         final = engine.export(Path(cfg.output) / "final", extra_dirs=[tok_dir])
         if d.is_main:
-            tokenizer.save_pretrained(final)
+            save_instruct_tokenizer(tokenizer, final)  # <|im_end|> as EOS, as after SFT
     if d.is_main:
         inputs = {"model": cfg.model, "data": ",".join(cfg.data)}
         if cfg.reference:

@@ -230,6 +230,7 @@ def grpo(cfg: GRPOConfig) -> dict:
     from bielik.train.engine import Engine
     from bielik.train.objectives.grpo import GRPO
     from bielik.train.rollout import RolloutSource
+    from bielik.train.sft import save_instruct_tokenizer
 
     e = cfg.train
     d = init_distributed(e.device, e.distributed)
@@ -271,7 +272,7 @@ def grpo(cfg: GRPOConfig) -> dict:
     if e.checkpoint.save_final:
         final = engine.export(Path(cfg.output) / "final", extra_dirs=[tok_dir])
         if d.is_main:
-            tokenizer.save_pretrained(final)
+            save_instruct_tokenizer(tokenizer, final)  # <|im_end|> as EOS, as after SFT
     if d.is_main:
         inputs = {"model": cfg.model, "data": ",".join(cfg.data)}
         write_stage_record(cfg.output, "train.grpo", cfg, inputs=inputs, metrics=summary)

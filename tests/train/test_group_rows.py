@@ -5,7 +5,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bielik.train.group_rows import Group, completion_logprobs, group_batch, plan_rows, sequence_sums, shared_prefix_mask
+from bielik.train.group_rows import (
+    Group,
+    completion_logprobs,
+    group_batch,
+    plan_rows,
+    sequence_sums,
+    shared_prefix_mask,
+)
 
 V = 32
 

@@ -17,7 +17,12 @@ from bielik.tokenizer.chat import ensure_chat_template
 from bielik.tokenizer.formats import load_hf_tokenizer
 from bielik.train.group_rows import Group, group_batch
 from bielik.train.grpo import GRPOConfig, Prompt, RolloutMaker, grpo
-from bielik.train.losses import clipped_policy_loss, group_advantages, k3_kl, per_sequence_mean
+from bielik.train.losses import (
+    clipped_policy_loss,
+    group_advantages,
+    k3_kl,
+    per_sequence_mean,
+)
 from bielik.train.objectives.grpo import GRPO
 from bielik.train.rewards import REWARDS, reward
 
@@ -243,3 +248,39 @@ def test_resume_at_a_rollout_boundary_is_bit_identical(tiny_model, tmp_path):
     b = load_file(tmp_path / "part" / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not math.isnan(full[-1]["loss"])
+
+
+def test_align_recipe_runs_dpo_then_grpo_on_shipped_data(tiny_model, tmp_path):
+    from bielik.recipe import load_recipe, run_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "align-tiny.yaml"
+    overrides = [f"run_dir={tmp_path}", f"dpo.model={tiny_model}", "dpo.max_pairs=40", "dpo.seq_len=512", "dpo.train.steps=2",
+                 "dpo.train.micro_batch_size=4", "dpo.train.eval.batches=1", "grpo.max_tasks=32", "grpo.group_size=2",
+                 "grpo.prompts_per_rollout=2", "grpo.max_new_tokens=4", "grpo.eval_tasks=2", "grpo.train.steps=1",
+                 "grpo.train.micro_batch_size=2", "chat.max_new_tokens=4"]
+    results = run_recipe(load_recipe(recipe, overrides))
+    assert results["dpo"]["steps"] == 2 and results["grpo"]["steps"] == 1 and len(results["chat"]) == 2
+    assert json.loads((tmp_path / "grpo" / "lineage.json").read_text())["stage"] == "train.grpo"
+
+
+def test_task_records_formats_and_errors(tmp_path, tiny_model):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    from bielik.data.preferences import read_math_tasks, read_preferences
+    from bielik.errors import DataError
+
+    pq.write_table(pa.Table.from_pylist([{"question": "Ile to 2 + 2?", "answer": "4"}, {"question": "3/4 + 1/4?", "answer": "1"}]),
+                   tmp_path / "tasks.parquet")
+    Dataset.from_list([{"prompt": "Stolica?", "chosen": "Warszawa.", "rejected": "Kraków."}]).save_to_disk(str(tmp_path / "prefs"))
+    assert [t.answer for t in read_math_tasks([tmp_path / "tasks.parquet"])] == ["4", "1"]
+    assert next(iter(read_preferences([tmp_path / "prefs"]))).chosen == "Warszawa."
+    assert {t.lang for t in read_math_tasks(["shipped:en"])} == {"en"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Ile?", "answer": "4"}\n{"question": "Ile?", "answer": "dużo"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: answer: expected one number"):
+        list(read_math_tasks([bad]))
+    with pytest.raises(DataError, match=r"bad.jsonl:2: answer"):
+        grpo(_cfg(tiny_model, tmp_path / "out", data=[str(bad)]))
+    assert not (tmp_path / "out").exists()  # validated before anything is written
