@@ -80,6 +80,10 @@ def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     return list(layers)
 
 
+PREPARED = "_prepared"
+"""Marker key of a replayed batch whose preparation outputs are already in it."""
+
+
 class Engine:
     """Trains ``model`` with ``objective`` on ``train`` batches; writes into ``out_dir``."""
 
@@ -206,6 +210,20 @@ class Engine:
                 cache.store(batch, cached)
         return {**batch, **cached}
 
+    def _prepare_replayed(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A training micro-batch, prepared once even when the source replays it (rollouts, μ > 1).
+
+        A replayed batch is the same dict object on every use, so its preparation outputs (e.g. the
+        reference's log-probs of sampled tokens, which depend on the rollout and cannot be cached on
+        disk) are stored back into it, marked by ``PREPARED``, and not recomputed for the replays.
+        """
+        if raw.get(PREPARED):
+            return self._to_device(raw)
+        batch = self._prepare(self._to_device(raw))
+        if getattr(self.train, "reuse", 1) > 1:
+            raw.update({k: v for k, v in batch.items() if k not in raw}, **{PREPARED: True})
+        return batch
+
     def precompute(self, batches: Iterable[dict[str, torch.Tensor]], total: int | None = None) -> None:
         """Fill the preparation cache over ``batches`` (this rank's share of the data set, once)."""
         if self.prep_cache is None:
@@ -279,7 +297,7 @@ class Engine:
             sums[k] = sums.get(k, 0) + v.detach().double().to("cpu")
 
     def train_step(self) -> dict[str, float]:
-        micro = [self._prepare(self._to_device(b)) for b in self.train.next_step()]
+        micro = [self._prepare_replayed(b) for b in self.train.next_step()]
         units_global, loss_tokens, real_tokens = self._global_counts(micro)
         if units_global <= 0:
             raise BielikError(f"step {self.step}: the global batch has no loss units (every target masked?)")

@@ -18,7 +18,7 @@ once per group instead of once per completion saves (k − 1)·|prompt| tokens o
   head (no logits for prompt tokens).
 
 A batch (:func:`group_batch`) holds ``input_ids``, ``position_ids``, ``seg``, ``part`` (B, T)
-int64, ``real_mask`` (B, T) bool (not padding), the flat target triple and ``target_seq`` (N,)
+int64, ``token_mask`` (B, T) bool (not padding), the flat target triple and ``target_seq`` (N,)
 (the completion each target belongs to: group-major, completion j of group g is Σ_{g'<g} k_g' + j),
 ``seq_group`` (S,) (the index of its group in the ``groups`` given), ``seq_part`` (S,) (which completion of
 its group) and ``needs_mask``. ``tests/train/test_group_rows.py`` checks that
@@ -108,7 +108,7 @@ def group_batch(groups: Sequence[Group], rows: Sequence[Sequence[int]], pad_id: 
         arrays["position_ids"][r, at:] = np.arange(width - at)
     seq_lens = [len(c) for i in order for c in groups[i].completions]
     out = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    out["real_mask"] = out["seg"] >= 0
+    out["token_mask"] = out["seg"] >= 0
     out["target_row"] = torch.from_numpy(np.concatenate([t[0] for t in targets]).astype(np.int64))
     out["target_src"] = torch.from_numpy(np.concatenate([t[1] for t in targets]).astype(np.int64))
     out["target_ids"] = torch.from_numpy(np.concatenate([t[2] for t in targets]).astype(np.int64))

@@ -129,7 +129,6 @@ class RolloutMaker:
         self.fns = get_rewards(list(rewards))
         self.share, self.scale, self.reuse, self.chunk = share_prompt, scale, reuse, chunk
         self.sampler = sampler
-        self.count = 0
 
     def score(self, prompts: list[Prompt], completions, per_prompt: int | None = None) -> dict[str, torch.Tensor]:
         """Per completion (prompt-major, ``per_prompt`` = G each): every named reward, their weighted sum,
@@ -173,14 +172,12 @@ class RolloutMaker:
         per_seq = self.score(prompts, completions)
         per_seq["advantages"] = group_advantages(per_seq["reward"], self.g, self.scale)
         batches = []
-        for k, s in enumerate(range(0, len(prompts), self.micro)):
+        for s in range(0, len(prompts), self.micro):
             sl = slice(s * self.g, (s + self.micro) * self.g)
             b = self.micro_batch(prompts[s : s + self.micro], completions[sl], {n: v[sl] for n, v in per_seq.items()})
-            b["rollout_key"] = torch.tensor([self.count, k])
             if self.reuse > 1:  # π_old for the replays, teacher-forced now
                 b["old_logps"] = policy_call(lambda m, b=b: completion_logprobs(m, _on(m, b), self.chunk)).float().cpu()
             batches.append(b)
-        self.count += 1
         return batches
 
 

@@ -109,7 +109,7 @@ class PreparedCache:
         for i, ex in enumerate(self._ids(batch)):
             if ex in self.values:
                 continue
-            n = _row_length(batch, i)
+            n = _row_length(batch, i) if self.token_keys else 0  # only per-token outputs are trimmed
             row = {k: (v[i, :n] if k in self.token_keys else v[i]).detach().to("cpu").contiguous().clone() for k, v in prepared.items()}
             self.values[ex] = row
             self._pending.update({f"{ex}/{k}": v for k, v in row.items()})

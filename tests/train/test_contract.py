@@ -220,6 +220,30 @@ def test_rollout_source_replays_and_learns(tmp_path):
     assert steps == [6, 9, 12, 18, 21, 24, 30][-5:] and all(s % 3 == 0 for s in steps)
 
 
+class ReinforceWithReference(Reinforce):
+    """Reinforce plus a no-grad preparation pass on the sampled tokens (what GRPO's KL needs)."""
+
+    def __init__(self, reference):
+        self.reference, self.prepared = reference, []
+
+    def frozen_models(self):
+        return {"reference": self.reference}
+
+    def prepare(self, batch):
+        self.prepared.append(batch["input_ids"].clone())
+        return {"ref_logp": seq_logprob(self.reference, batch["input_ids"]).float()}
+
+
+def test_replayed_rollout_is_prepared_once(tmp_path):
+    """μ = 3: the preparation pass runs once per rollout; the replays reuse its outputs (same values)."""
+    calls = []
+    obj = ReinforceWithReference(micro_llama(1))
+    src = RolloutSource(list(range(4, 12)), make_rollout(calls), prompts_per_rollout=8, reuse=3, seed=0)
+    _engine(tmp_path / "run", obj, src, steps=9, checkpoint={"every": 100, "save_final": False}).fit()
+    assert len(calls) == 3 and len(obj.prepared) == 3
+    assert all(not torch.equal(a, b) for a, b in zip(obj.prepared, obj.prepared[1:]))  # one per new rollout
+
+
 def test_rollout_resume_samples_the_same_rollouts(tmp_path):
     full_calls, part_calls = [], []
     full = RolloutSource(list(range(4, 12)), make_rollout(full_calls), 4, reuse=2, seed=5)

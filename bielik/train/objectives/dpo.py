@@ -74,9 +74,6 @@ class DPOPositive(Objective):
     def loss_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["target_ids"].shape[0])
 
-    def real_tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["real_mask"].sum())
-
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         chosen, rejected = pair_logps(model, batch, self.chunk)
         out = dpo_positive_loss(chosen, rejected, batch["ref_chosen_logps"], batch["ref_rejected_logps"], self.beta, self.lam)

@@ -11,8 +11,8 @@ update, so π_old = πθ.detach() (ratio 1, gradient Â·∇log πθ) and that f
 
 The reference's per-token log-probs come from the no-grad preparation pass (:meth:`GRPO.prepare`).
 They depend on the sampled tokens, so they are not cached on disk (``train.prepare.cache`` must be
-off); within a rollout they are kept in memory by ``rollout_key`` and not recomputed for the μ − 1
-replays.
+off); the engine stores them into the replayed batch (:meth:`Engine._prepare_replayed`), so they are
+computed once per rollout, not again for the μ − 1 replays.
 
 Units: completions (``normalize="sequence"``, the paper's (1/G)·Σ_i (1/|o_i|)·Σ_t) or completion
 tokens (``"token"``). Logged: ``reward`` and each named ``reward_<name>`` (per completion),
@@ -47,8 +47,6 @@ class GRPO(Objective):
             raise BielikError("GRPO with beta > 0 needs a reference model (beta=0 trains without the KL term)")
         self.reference = reference if beta > 0 else None
         self.beta, self.eps_low, self.eps_high, self.normalize, self.chunk = beta, eps_low, eps_high, normalize, chunk
-        self._memo: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-        self._memo_rollout = -1
 
     def frozen_models(self) -> dict[str, nn.Module]:
         return {"reference": self.reference} if self.reference is not None else {}
@@ -56,21 +54,13 @@ class GRPO(Objective):
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.reference is None:
             return {}
-        rollout, micro = (int(x) for x in batch["rollout_key"].tolist())
-        if rollout != self._memo_rollout:
-            self._memo, self._memo_rollout = {}, rollout
-        if (rollout, micro) not in self._memo:
-            self._memo[(rollout, micro)] = {"ref_logps": completion_logprobs(self.reference, batch, self.chunk).float()}
-        return self._memo[(rollout, micro)]
+        return {"ref_logps": completion_logprobs(self.reference, batch, self.chunk).float()}
 
     def loss_units(self, batch: dict[str, torch.Tensor]) -> float:
         return float(batch["target_ids"].shape[0] if self.normalize == "token" else batch["seq_group"].shape[0])
 
     def loss_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["target_ids"].shape[0])
-
-    def real_tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["real_mask"].sum())
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         logp = completion_logprobs(model, batch, self.chunk)
