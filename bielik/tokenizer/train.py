@@ -34,7 +34,7 @@ from pydantic import Field
 
 from bielik.artifacts import staged_dir, write_stage_record
 from bielik.config import StageConfig
-from bielik.data.corpus import expand_inputs, read_corpus
+from bielik.data.corpus import expand_inputs, read_corpus, text_pieces
 from bielik.log import get_logger
 from bielik.tokenizer.chat import CHATML_TEMPLATE
 
@@ -68,33 +68,79 @@ def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 
 def _contamination_filter(cfg: TokenizerTrainConfig):
+    """``clean(text) -> bool``: False when ``text`` shares a word ``decontaminate_ngram``-gram with the
+    evaluation texts.
+
+    The text is read in pieces of :data:`~bielik.data.corpus.PIECE_CHARS` characters (cut at the start
+    of a whitespace run, so no word is split) and the last ``n - 1`` words of a piece are carried into
+    the next, so every n-gram of the whole text is checked while only one piece's words are held: the
+    set of all n-grams of a 200 MB document would take many GB."""
     from bielik.tokenizer.stats import read_texts
 
+    n = cfg.decontaminate_ngram
     grams: set[tuple[str, ...]] = set()
     for spec in cfg.decontaminate:
         for text in read_texts(spec)[1]:
-            grams |= _ngrams(text, cfg.decontaminate_ngram)
-    return lambda text: not grams or grams.isdisjoint(_ngrams(text, cfg.decontaminate_ngram))
+            grams |= _ngrams(text, n)
+
+    def clean(text: str) -> bool:
+        if not grams:
+            return True
+        carry: list[str] = []
+        for piece in text_pieces(text):
+            words = carry + piece.lower().split()
+            if not grams.isdisjoint(tuple(words[i : i + n]) for i in range(len(words) - n + 1)):
+                return False
+            carry = words[len(words) - (n - 1) :] if len(words) > n - 1 else words
+        return True
+
+    return clean
 
 
 def _sample_texts(cfg: TokenizerTrainConfig) -> tuple[list[str], int]:
+    """The training texts: documents of the wanted languages that pass decontamination, in seeded random
+    order, until ``max_chars`` characters are reached; and their total length.
+
+    Memory stays bounded by the sample, not the corpus: a first pass keeps only each document's
+    position and length, the seeded shuffle permutes those (``random.shuffle`` draws the same
+    permutation for any list of the same length, so the sample is the one a shuffle of the documents
+    themselves would give), and a second pass reads the texts of the chosen documents only. A single
+    document longer than ``max_chars`` contributes its first ``max_chars`` characters (cut at the start
+    of a whitespace run), so one huge document cannot blow the sample up."""
     clean = _contamination_filter(cfg)
-    docs = [d for d in read_corpus(cfg.inputs) if cfg.langs is None or d.lang in cfg.langs]
-    kept, dropped = [], []
-    for d in docs:
-        (kept if clean(d.text) else dropped).append(d)
+
+    def wanted():
+        return (d for d in read_corpus(cfg.inputs) if cfg.langs is None or d.lang in cfg.langs)
+
+    kept: list[tuple[int, int]] = []  # (position among wanted documents, characters)
+    dropped: list[str] = []
+    pos = -1
+    for d in wanted():  # no enumerate(): its cached tuple would keep the last document alive
+        pos += 1
+        if clean(d.text):
+            kept.append((pos, len(d.text)))
+        else:
+            dropped.append(d.id)
+        del d
     if dropped:
         log.info("decontamination: dropped %d document(s) sharing a %d-gram with %s: %s", len(dropped),
-                 cfg.decontaminate_ngram, cfg.decontaminate, ", ".join(d.id for d in dropped)[:200])
-    docs = kept
-    random.Random(cfg.seed).shuffle(docs)
-    texts, total = [], 0
-    for d in docs:
+                 cfg.decontaminate_ngram, cfg.decontaminate, ", ".join(dropped)[:200])
+    random.Random(cfg.seed).shuffle(kept)
+    chosen: dict[int, int] = {}  # position -> rank in the sample
+    total = 0
+    for pos, n_chars in kept:
         if cfg.max_chars is not None and total >= cfg.max_chars:
             break
-        texts.append(d.text)
-        total += len(d.text)
-    return texts, total
+        chosen[pos] = len(chosen)
+        total += n_chars if cfg.max_chars is None else min(n_chars, cfg.max_chars)
+    texts: list[str] = [""] * len(chosen)
+    pos = -1
+    for d in wanted():
+        pos += 1
+        if pos in chosen:
+            texts[chosen[pos]] = d.text if cfg.max_chars is None else next(text_pieces(d.text, max(cfg.max_chars, 2)))
+        del d
+    return texts, sum(len(t) for t in texts)
 
 
 def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
@@ -110,8 +156,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     log.info("training %s BPE (vocab %d) on %d documents, %.1fM characters", cfg.style, cfg.vocab_size, len(texts), n_chars / 1e6)
 
     def batches() -> Iterator[list[str]]:
+        # long texts go to the trainer in pieces cut at whitespace runs: the same words, so the same
+        # counts and merges, without one huge sequence in the trainer (bielik.data.corpus.text_pieces)
         for i in range(0, len(texts), 64):
-            yield texts[i : i + 64]
+            yield [piece for text in texts[i : i + 64] for piece in text_pieces(text)]
 
     if cfg.style == "bytelevel":
         tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))

@@ -141,3 +141,41 @@ def test_parquet_input_and_bad_row(tmp_path, shipped_pl_docs):
     pq.write_table(pa.table({"id": ["x", "y"], "text": ["Zdanie.", None]}), tmp_path / "in" / "b.parquet")
     with pytest.raises(DataError, match=r"b\.parquet:2: field 'text' is missing"):
         clean(CleanStageConfig(inputs=[str(tmp_path / "in")], output=str(tmp_path / "out2")))
+
+
+def test_datatrove_logging_is_scoped_to_the_stage(raw):
+    # a loguru sink the caller added before the stage keeps working afterwards, and gets none of datatrove's
+    # records meanwhile (they go to the stage's log and the tasks' logs)
+    from loguru import logger
+
+    seen = []
+    sink = logger.add(seen.append, level="DEBUG", format="{message}")
+    try:
+        m = curate(_cfg(raw, on_error="skip", steps=["clean"]))
+        assert m["input"] == 15 and not seen
+        logger.info("after the stage")
+        assert [str(r).strip() for r in seen] == ["after the stage"]
+    finally:
+        logger.remove(sink)
+    assert "Stats: All 2 tasks" in (raw / "out" / "logs" / "curation.log").read_text(encoding="utf-8")
+    task_log = (raw / "out" / "logs" / "logs" / "task_00000.log").read_text(encoding="utf-8")
+    assert "Launching pipeline for rank=0" in task_log and "bielik clean" in task_log
+
+
+def test_stage_metrics_and_funnel_line():
+    from collections import Counter
+
+    from bielik.data.curate.stages import funnel_line, stage_metrics
+
+    counts = Counter(input=10, bad_records=1, kept=6, dropped_too_short=1, dropped_language_en=2, dropped_quality=1,
+                     changed_encoding=3, pii_EMAIL=2)
+    m = stage_metrics(counts, tasks=2, extra={"note": 1})
+    assert m["funnel"] == [{"step": "input", "dropped": 0, "remaining": 10},
+                           {"step": "too_short", "dropped": 1, "remaining": 9},
+                           {"step": "language", "dropped": 2, "remaining": 7},
+                           {"step": "quality", "dropped": 1, "remaining": 6}]
+    assert m["dropped"] == {"language_en": 2, "quality": 1, "too_short": 1} and m["changed"] == {"encoding": 3}
+    assert (m["input"], m["kept"], m["bad_records_skipped"], m["tasks"], m["pii_spans"], m["note"]) == (
+        10, 6, 1, 2, {"EMAIL": 2}, 1)
+    assert funnel_line("data.curate", m, "out/logs") == (
+        "data.curate: 10 -> 6 documents (too_short -1, language -2, quality -1); datatrove logs in out/logs")

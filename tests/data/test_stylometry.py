@@ -81,3 +81,14 @@ def test_form_cache_reset_gives_identical_features(shipped_pl_docs):
     ref = FeatureExtractor().many(texts)
     small = FeatureExtractor(max_forms=50)  # forces many cache resets
     np.testing.assert_array_equal(small.many(texts), ref)
+
+
+def test_feature_sections_write_every_feature_exactly_once():
+    fx = FeatureExtractor()
+    for text in (TEXT, ""):
+        d = fx._analyse(text)
+        written = []
+        for section in FeatureExtractor.SECTIONS:
+            getattr(fx, section)(d, lambda name, value: written.append(name))
+        assert sorted(written) == sorted(FEATURE_NAMES) if text else set(written) <= set(FEATURE_NAMES)
+        assert len(written) == len(set(written))

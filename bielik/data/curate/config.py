@@ -28,6 +28,7 @@ class ExecutorConfig(StageConfig):
     mem_per_cpu_gb: float = Field(2.0, gt=0)
     venv_path: str | None = Field(None, description="slurm: virtualenv activate script for the jobs")
     sbatch_args: dict[str, Any] = Field(default_factory=dict)
+    dry_run: bool = Field(False, description="slurm: write and print the sbatch script instead of submitting it")
 
 
 class AnonymizeConfig(StageConfig):

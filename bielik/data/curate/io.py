@@ -5,6 +5,12 @@ Unlike datatrove's own JsonlReader (which logs and skips a bad line, and gives u
 file at the first invalid UTF-8 byte), a malformed record here is either an error naming the file
 and line (``on_error="raise"``, the default) or skipped and counted (``on_error="skip"``). Lines are
 decoded one at a time, so one invalid byte costs one line.
+
+Memory: a record is one line, and a book dump can make that line hundreds of MB. The JSONL reader
+holds at most two forms of the current line at once (bytes and str, then str and the decoded
+object) and nothing of the previous one while it reads the next, so its peak is about twice the
+largest line, not the file. (Splitting one text into pieces is left to the consumers that need it,
+e.g. tokenisation: :func:`bielik.data.corpus.text_pieces`.)
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict
 
         row = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for obj in batch.to_pylist():
+            for i in range(batch.num_rows):  # one row at a time to Python: not 1024 huge texts at once
+                obj = batch.slice(i, 1).to_pylist()[0]
                 row += 1
                 try:
                     yield row, _check(obj, row, text_key)
@@ -57,23 +64,30 @@ def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict
         return
     try:
         with _open_binary(path) as raw:
-            for lineno, line in enumerate(raw, 1):
-                if not line.strip():
+            lineno = 0
+            for line in raw:  # not enumerate: its cached (index, line) tuple would keep the last line alive
+                lineno += 1
+                if line.isspace():
                     continue
                 try:
                     s = line.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     yield lineno, BadRecord(lineno, f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
                     continue
+                del line  # bytes, then str, then the object: at most two copies of one line at a time
                 try:
                     obj = json.loads(s)
                 except json.JSONDecodeError as exc:
                     yield lineno, BadRecord(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
                     continue
+                del s
                 try:
-                    yield lineno, _check(obj, lineno, text_key)
+                    rec = _check(obj, lineno, text_key)
                 except BadRecord as bad:
-                    yield lineno, bad
+                    rec = bad
+                del obj
+                yield lineno, rec
+                del rec  # the consumer has it; this generator must not pin it while reading the next line
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise DataError(f"{path}: cannot be read ({exc})") from None
 
@@ -94,6 +108,7 @@ def iter_input_records(path: Path, on_error: OnError = "raise", text_key: str = 
                 bad_counter[0] += 1
             continue
         yield lineno, rec
+        del rec  # not pinned while the next line is read
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

@@ -4,19 +4,22 @@ Why datatrove (and not Ray Data): the work is a per-document map over sharded JS
 followed by a global dedup — exactly datatrove's model (reader → steps → writer per task), with
 per-task completion markers (a re-run skips finished shards: resumable per shard), per-task logs and
 stats, and the same pipeline object running on ``LocalPipelineExecutor`` (a laptop),
-``SlurmPipelineExecutor`` (one array job, one task per shard) or ``RayPipelineExecutor``. Ray Data
+``SlurmPipelineExecutor`` (one array job, one task per shard) or ``RayPipelineExecutor`` (through
+the subclasses in :mod:`bielik.data.curate.executors`, which keep datatrove's output off the console). Ray Data
 would add a 250 MB dependency to do the same map, with no per-shard resume.
 
 One run (any of the ``data.*`` curation stages) works like this::
 
     <output>.work/                 resumable working folder (kept until the stage completes)
-        logs/                      datatrove's logging dir: completions/, logs/, stats/
+        curation.log               datatrove's log of the driving process (never the console: executors.py)
+        logs/                      datatrove's logging dir: completions/, logs/ (one per task), stats/
         kept/00000.jsonl.gz ...    documents that passed, one file per task (rank)
         dropped/00000.jsonl.gz ... documents that were dropped, with their reason
         counters/00000.json        per-task counts (input, bad lines, drops by reason, changes)
     <output>/                      written atomically once every shard is done (+ dedup)
         data/00000.jsonl.gz ...    the curated corpus
         dropped/...                every dropped document with ``curation.drop_reason``
+        logs/                      curation.log and the tasks' logs
         funnel.png, metrics.json (funnel), config.yaml, lineage.json
 
 Every output record is ``{"id", "text", "url"?, "source"?, "curation": {...}}`` where
@@ -41,7 +44,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
 from bielik.data.curate.config import AnonymizeConfig, PipelineBase, QualityFilterOptions
-from bielik.errors import BielikError, DataError
+from bielik.data.curate.executors import build_executor, datatrove_logs, slurm_dry_run
+from bielik.errors import ConfigError, DataError
 from bielik.log import get_logger
 
 log = get_logger(__name__)
@@ -314,39 +318,18 @@ def work_dir(output: str) -> Path:
     return out.with_name(out.name + ".work")
 
 
-def build_executor(pipeline: list, cfg: PipelineBase, tasks: int, work: Path, logs_name: str = "logs",
-                   depends=None, whole: bool = False):
-    """The configured datatrove executor; ``whole`` ignores the node slice (stages after the shards)."""
-    ex = cfg.executor
-    logs = str(work / logs_name)
-    if ex.kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(ex.workers if ex.workers != -1 else tasks, tasks),
-                                     logging_dir=logs, local_tasks=-1 if whole else ex.local_tasks,
-                                     local_rank_offset=0 if whole else ex.local_rank_offset, depends=depends)
-    if ex.kind == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        if not ex.partition:
-            raise BielikError("executor.partition is required with executor.kind=slurm")
-        return SlurmPipelineExecutor(pipeline=pipeline, tasks=tasks, time=ex.time, partition=ex.partition,
-                                     cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=int(max(1, ex.mem_per_cpu_gb)),
-                                     workers=ex.workers, logging_dir=logs, job_name=f"bielik-{logs_name}",
-                                     venv_path=ex.venv_path, sbatch_args=ex.sbatch_args or None, depends=depends)
-    from datatrove.executor import RayPipelineExecutor
-
-    return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers, logging_dir=logs,
-                               cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, depends=depends)
-
-
 def completed_ranks(work: Path, tasks: int, logs_name: str = "logs") -> list[int]:
     done = work / logs_name / "completions"
     return [r for r in range(tasks) if (done / f"{r:05d}").exists()]
 
 
-def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path, int, bool]:
-    """Run reader → ``steps`` → writer over every shard; returns (work dir, tasks, all shards done)."""
+def log_file(work: Path) -> Path:
+    """The stage's log: datatrove's records of the driving process (tasks also log to their own files)."""
+    return work / "curation.log"
+
+
+def prepare_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path, int, list]:
+    """The work dir (checked against its manifest), the task count and the pipeline reader → steps → writer."""
     work = work_dir(cfg.output)
     tasks = cfg.executor.tasks or len(files)
     # what decides the shards' content; how they are scheduled (workers, node slices) may change
@@ -365,11 +348,28 @@ def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path,
     done_before = completed_ranks(work, tasks)
     if done_before:
         log.info(f"resuming: {len(done_before)}/{tasks} shards already done in {work}")
-    executor = build_executor(pipeline, cfg, tasks, work)
-    _quiet_datatrove()
-    executor.run()
-    done = completed_ranks(work, tasks)
-    return work, tasks, len(done) == tasks
+    return work, tasks, pipeline
+
+
+def run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[Path, int, bool]:
+    """Run reader → ``steps`` → writer over every shard; returns (work dir, tasks, all shards done)."""
+    work, tasks, pipeline = prepare_shards(cfg, steps, files)
+    with datatrove_logs(log_file(work)):  # executors log from their constructors too (Ray: local logging dir)
+        build_executor(pipeline, cfg.executor, tasks, work).run()
+    return work, tasks, len(completed_ranks(work, tasks)) == tasks
+
+
+def dry_run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> dict:
+    """``executor.dry_run`` (Slurm): the sbatch script(s) the shard job would submit; nothing is submitted."""
+    if cfg.executor.kind != "slurm":
+        raise ConfigError(f"executor.dry_run: only with executor.kind=slurm (got {cfg.executor.kind!r})")
+    work, tasks, pipeline = prepare_shards(cfg, steps, files)
+    with datatrove_logs(log_file(work)):
+        jobs = slurm_dry_run(build_executor(pipeline, cfg.executor, tasks, work))
+    script = jobs[0]["script"]
+    return {"status": "incomplete", "dry_run": True, "work_dir": str(work), "tasks": tasks, "sbatch": jobs,
+            "message": f"dry run, nothing submitted: sbatch script for {tasks} task(s) "
+                       f"(in {work / 'logs' / 'launch_script.slurm'}):\n{script}"}
 
 
 def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
@@ -398,28 +398,21 @@ def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
     def reader():
         return BielikReader(files, "text", "raise", counters)
 
-    s1 = build_executor([reader(), MinhashDedupSignature(str(mdir / "signatures"), config=mh, language=NormalizedWordTokenizer())],
-                        cfg, tasks, work, "logs-minhash1", whole=True)
-    s2 = build_executor([MinhashDedupBuckets(str(mdir / "signatures"), str(mdir / "buckets"), config=mh)],
-                        cfg, mh.num_buckets, work, "logs-minhash2", depends=s1, whole=True)
-    s3 = build_executor([MinhashDedupCluster(str(mdir / "buckets"), str(mdir / "remove_ids"), config=mh, save_cluster_id=True)],
-                        cfg, 1, work, "logs-minhash3", depends=s2, whole=True)
-    s4 = build_executor([reader(), MinhashDedupFilter(str(mdir / "remove_ids"), load_cluster_ids=True,
-                                                      exclusion_writer=RecordWriter(str(mdir / "dropped"), "duplicate_near")),
-                         RecordWriter(str(mdir / "data"))], cfg, tasks, work, "logs-minhash4", depends=s3, whole=True)
-    _quiet_datatrove()
-    s4.run()  # runs (or submits) its dependencies first
+    with datatrove_logs(log_file(work)):
+        ex = cfg.executor
+        sig, buckets, remove = str(mdir / "signatures"), str(mdir / "buckets"), str(mdir / "remove_ids")
+        s1 = build_executor([reader(), MinhashDedupSignature(sig, config=mh, language=NormalizedWordTokenizer())],
+                            ex, tasks, work, "logs-minhash1", whole=True)
+        s2 = build_executor([MinhashDedupBuckets(sig, buckets, config=mh)],
+                            ex, mh.num_buckets, work, "logs-minhash2", depends=s1, whole=True)
+        s3 = build_executor([MinhashDedupCluster(buckets, remove, config=mh, save_cluster_id=True)],
+                            ex, 1, work, "logs-minhash3", depends=s2, whole=True)
+        dropped = RecordWriter(str(mdir / "dropped"), "duplicate_near")
+        s4 = build_executor([reader(), MinhashDedupFilter(remove, load_cluster_ids=True, exclusion_writer=dropped),
+                             RecordWriter(str(mdir / "data"))],
+                            ex, tasks, work, "logs-minhash4", depends=s3, whole=True)
+        s4.run()  # runs (or submits) its dependencies first
     return len(completed_ranks(work, tasks, "logs-minhash4")) == tasks
-
-
-def _quiet_datatrove() -> None:
-    """datatrove logs every file it opens at INFO through loguru; keep warnings and above."""
-    import sys
-
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
 
 
 def gather_counts(work: Path) -> Counter:

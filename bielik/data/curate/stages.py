@@ -9,9 +9,11 @@ documents (after the global dedup when enabled), the dropped ones with their rea
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from bielik.artifacts import staged_dir, write_stage_record
@@ -22,8 +24,8 @@ from bielik.data.curate.config import (
 )
 from bielik.data.curate.dedup import DedupConfig, Deduplicator
 from bielik.data.curate.pipeline import (
-    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, funnel, gather_counts, plot_funnel, run_minhash,
-    run_shards, work_dir,
+    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, dry_run_shards, funnel, gather_counts, log_file,
+    plot_funnel, run_minhash, run_shards, work_dir,
 )
 from bielik.log import get_logger
 from bielik.progress import progress
@@ -31,69 +33,102 @@ from bielik.progress import progress
 log = get_logger(__name__)
 
 
+def _apply_minhash(work: Path, counts: Counter) -> Path:
+    """With ``dedup.engine=datatrove`` :func:`run_minhash` already split the kept shards into
+    ``minhash/data`` and ``minhash/dropped``: count those drops; returns the folder of kept shards."""
+    n_dup = sum(1 for f in (work / "minhash" / "dropped").glob("*.jsonl.gz") for _ in iter_jsonl_records(f))
+    counts["dropped_duplicate_near"] += n_dup
+    counts["kept"] -= n_dup
+    return work / "minhash" / "data"
+
+
+def _copy_side_outputs(cfg: PipelineBase, work: Path, out: Path, minhash: bool, features: bool) -> None:
+    """Dropped documents (with reasons), feature tables and datatrove's logs from ``work`` into ``out``."""
+    hidden = lambda d, names: [n for n in names if n.startswith(".")]  # noqa: E731  (unfinished temp files)
+    if cfg.keep_dropped:
+        shutil.copytree(work / "dropped", out / "dropped", ignore=hidden)
+        if minhash:
+            for f in sorted((work / "minhash" / "dropped").glob("*.jsonl.gz")):
+                shutil.copy(f, out / "dropped" / f"dup-{f.name}")
+    if features:
+        shutil.copytree(work / "features", out / "features")
+    logs = out / "logs"
+    logs.mkdir()
+    if log_file(work).is_file():
+        shutil.copy(log_file(work), logs / log_file(work).name)
+    for task_logs in sorted(work.glob("logs*/logs")):  # datatrove's per-task logs of each executor run
+        shutil.copytree(task_logs, logs / task_logs.parent.name)
+
+
+def _write_kept(cfg: PipelineBase, kept_dir: Path, out: Path, deduper: Deduplicator | None, counts: Counter) -> None:
+    """Copy the kept shards to ``out/data``; with ``deduper`` drop (and count) the duplicates on the way,
+    writing them to ``out/dropped/dup-<shard>`` with ``drop_reason`` and ``duplicate_of``."""
+    with progress("dedup + write" if deduper else "write", total=counts.get("kept", 0), unit="doc") as rep:
+        for shard in sorted(kept_dir.glob("*.jsonl.gz")):
+            with contextlib.ExitStack() as stack:
+                fo = stack.enter_context(gzip.open(out / "data" / shard.name, "wt", encoding="utf-8"))
+                fd = None  # opened at the shard's first duplicate
+                for _, rec in iter_jsonl_records(shard):
+                    rep.advance()
+                    hit = deduper.check(rec["id"], rec["text"]) if deduper else None
+                    if hit is None:
+                        fo.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                        continue
+                    reason, first = hit
+                    counts[f"dropped_{reason}"] += 1
+                    counts["kept"] -= 1
+                    if cfg.keep_dropped:
+                        if fd is None:
+                            (out / "dropped").mkdir(exist_ok=True)
+                            fd = stack.enter_context(gzip.open(out / "dropped" / f"dup-{shard.name}", "wt",
+                                                               encoding="utf-8"))
+                        rec["curation"].update(drop_reason=reason, duplicate_of=first)
+                        fd.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def stage_metrics(counts: Counter, tasks: int, extra: dict | None = None) -> dict:
+    """``metrics.json`` of a curation stage from the summed counters (``dropped_*``, ``changed_*``, ``pii_*``)."""
+    def prefixed(p: str) -> dict:
+        return {k[len(p):]: v for k, v in sorted(counts.items()) if k.startswith(p)}
+
+    return {"input": counts.get("input", 0), "bad_records_skipped": counts.get("bad_records", 0),
+            "kept": counts.get("kept", 0), "tasks": tasks, "funnel": funnel(counts), "dropped": prefixed("dropped_"),
+            "changed": prefixed("changed_"), "pii_spans": prefixed("pii_"), **(extra or {})}
+
+
+def funnel_line(kind: str, metrics: dict, logs: Path) -> str:
+    """One line for the log: ``data.curate: 15 -> 9 documents (language -1, quality -3, ...); logs in ...``."""
+    steps = ", ".join(f"{r['step']} -{r['dropped']:,}" for r in metrics["funnel"][1:])
+    return (f"{kind}: {metrics['input']:,} -> {metrics['kept']:,} documents" + (f" ({steps})" if steps else "")
+            + f"; datatrove logs in {logs}")
+
+
 def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: DedupConfig | None,
               extra_metrics: dict | None = None, features: bool = False) -> dict:
+    """Every shard is done: dedup (if asked), then write ``cfg.output`` atomically with the stage record."""
     counts = gather_counts(work)
-    kept_dir, deduper = work / "kept", None
-    if dedup is not None and dedup.engine == "datatrove":
-        # run_minhash already split the kept shards into minhash/data and minhash/dropped
-        kept_dir = work / "minhash" / "data"
-        n_dup = sum(1 for f in (work / "minhash" / "dropped").glob("*.jsonl.gz") for _ in iter_jsonl_records(f))
-        counts["dropped_duplicate_near"] += n_dup
-        counts["kept"] -= n_dup
-    elif dedup is not None:
-        deduper = Deduplicator(dedup)
+    minhash = dedup is not None and dedup.engine == "datatrove"
+    kept_dir = _apply_minhash(work, counts) if minhash else work / "kept"
+    deduper = Deduplicator(dedup) if dedup is not None and not minhash else None
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
         (out / "data").mkdir()
-        hidden = lambda d, names: [n for n in names if n.startswith(".")]  # noqa: E731
-        if cfg.keep_dropped:
-            shutil.copytree(work / "dropped", out / "dropped", ignore=hidden)
-            if kept_dir != work / "kept":
-                for f in sorted((work / "minhash" / "dropped").glob("*.jsonl.gz")):
-                    shutil.copy(f, out / "dropped" / f"dup-{f.name}")
-        if features:
-            shutil.copytree(work / "features", out / "features")
-        total_kept = counts.get("kept", 0)
-        with progress("dedup + write" if deduper else "write", total=total_kept, unit="doc") as rep:
-            for shard in sorted(kept_dir.glob("*.jsonl.gz")):
-                dup_path = out / "dropped" / f"dup-{shard.name}"
-                with gzip.open(out / "data" / shard.name, "wt", encoding="utf-8") as fo:
-                    dup_fh = None
-                    for _, rec in iter_jsonl_records(shard):
-                        rep.advance()
-                        hit = deduper.check(rec["id"], rec["text"]) if deduper else None
-                        if hit is None:
-                            fo.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                            continue
-                        reason, first = hit
-                        counts[f"dropped_{reason}"] += 1
-                        counts["kept"] -= 1
-                        if cfg.keep_dropped:
-                            rec["curation"].update(drop_reason=reason, duplicate_of=first)
-                            if dup_fh is None:
-                                dup_path.parent.mkdir(exist_ok=True)
-                                dup_fh = gzip.open(dup_path, "wt", encoding="utf-8")
-                            dup_fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                    if dup_fh is not None:
-                        dup_fh.close()
-        rows = funnel(counts)
-        plot_funnel(rows, out / "funnel.png", f"{kind}: {counts.get('input', 0):,} → {counts.get('kept', 0):,} documents")
-        metrics = {
-            "input": counts.get("input", 0), "bad_records_skipped": counts.get("bad_records", 0),
-            "kept": counts.get("kept", 0), "tasks": tasks, "funnel": rows,
-            "dropped": {k[len("dropped_"):]: v for k, v in sorted(counts.items()) if k.startswith("dropped_")},
-            "changed": {k[len("changed_"):]: v for k, v in sorted(counts.items()) if k.startswith("changed_")},
-            "pii_spans": {k[len("pii_"):]: v for k, v in sorted(counts.items()) if k.startswith("pii_")},
-            **(extra_metrics or {}),
-        }
-        write_stage_record(out, kind, cfg, {f"input{i}": p for i, p in enumerate(cfg.inputs) if p != "shipped"}, metrics)
+        _copy_side_outputs(cfg, work, out, minhash, features)
+        _write_kept(cfg, kept_dir, out, deduper, counts)
+        metrics = stage_metrics(counts, tasks, extra_metrics)
+        plot_funnel(metrics["funnel"], out / "funnel.png",
+                    f"{kind}: {counts.get('input', 0):,} → {counts.get('kept', 0):,} documents")
+        inputs = {f"input{i}": p for i, p in enumerate(cfg.inputs) if p != "shipped"}
+        write_stage_record(out, kind, cfg, inputs, metrics)
     if not cfg.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    log.info(funnel_line(kind, metrics, Path(cfg.output) / "logs"))
     return metrics
 
 
 def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = None, features: bool = False) -> dict:
     files = check_files(cfg)
+    if cfg.executor.dry_run:
+        return dry_run_shards(cfg, steps, files)
     work, tasks, complete = run_shards(cfg, steps, files)
     if complete and dedup is not None and dedup.engine == "datatrove":
         complete = run_minhash(cfg, dedup, work)

@@ -32,6 +32,7 @@ import functools
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -233,6 +234,23 @@ def _form_vector(form: str, segs) -> np.ndarray:
     return v
 
 
+@dataclass
+class _Doc:
+    """What the feature sections share about one document (computed once by ``FeatureExtractor._analyse``)."""
+
+    text: str
+    n: int                # words
+    counts: Counter       # word form -> count
+    low: Counter          # lower-cased form -> count
+    w: np.ndarray         # counts of the distinct forms, in ``rows`` order
+    rows: np.ndarray      # row of each distinct form in the per-form matrix
+    V_rows: np.ndarray    # those rows
+    m: np.ndarray         # w @ V_rows: count-weighted sum of the morphological vectors (see _M)
+    seg: float            # morphological segments (≥ 1)
+    chars: Counter        # character -> count
+    n_chars: int          # characters (≥ 1)
+
+
 class FeatureExtractor:
     """Computes :data:`FEATURES` for documents; keeps a per-form cache of morphological vectors."""
 
@@ -263,19 +281,27 @@ class FeatureExtractor:
         return out
 
     def __call__(self, text: str) -> np.ndarray:
-        if self.max_chars:
-            text = text[: self.max_chars]
+        """The feature vector of ``text`` (its first ``max_chars`` characters), in :data:`FEATURE_NAMES` order."""
         out = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
-        put = lambda name, value: out.__setitem__(_INDEX[name], value)  # noqa: E731
-        n_chars = max(len(text), 1)
 
+        def put(name: str, value: float) -> None:
+            out[_INDEX[name]] = value
+
+        d = self._analyse(text[: self.max_chars] if self.max_chars else text)
+        for section in self.SECTIONS:
+            getattr(self, section)(d, put)
+        return out
+
+    # each section writes one group of features (tests check that together they write every feature once)
+    SECTIONS = ("_morphology", "_lexical", "_syntax", "_punctuation", "_structure")
+
+    def _analyse(self, text: str) -> _Doc:
+        """Words, their counts and the count-weighted sum ``m`` of their morphological rows (see :data:`_M`)."""
         if len(self._idx) >= self.max_forms:  # bound memory: start the per-form cache afresh
             self._idx.clear()
             self._lemmas.clear()
         words = _WORD.findall(text)
-        n = len(words)
         counts = Counter(words)
-        # --- morphology (per distinct form, weighted by its count)
         if counts:
             forms = list(counts)
             w = np.fromiter(counts.values(), dtype=np.float64, count=len(forms))
@@ -283,8 +309,16 @@ class FeatureExtractor:
             V_rows = self._mat[rows]
             m = w @ V_rows
         else:
-            m = np.zeros(len(_M_KEYS))
-        seg = max(m[_M["_segments"]], 1.0)
+            w, rows, V_rows, m = np.zeros(0), np.zeros(0, np.int64), np.zeros((0, len(_M_KEYS))), np.zeros(len(_M_KEYS))
+        low: Counter = Counter()
+        for f, c in counts.items():
+            low[f.lower()] += c
+        return _Doc(text=text, n=len(words), counts=counts, low=low, w=w, rows=rows, V_rows=V_rows, m=m,
+                    seg=max(m[_M["_segments"]], 1.0), chars=Counter(text), n_chars=max(len(text), 1))
+
+    def _morphology(self, d: _Doc, put) -> None:
+        """UPOS, flexeme, category and qualifier shares of the segments; ambiguity and negation."""
+        m, seg, n = d.m, d.seg, d.n
         for t in UPOS_TAGS:
             put(f"upos_{t}", m[_M[f"upos_{t}"]] / seg)
         for f in _FLEXEMES:
@@ -301,38 +335,41 @@ class FeatureExtractor:
         put("morph_neg", m[_M["_neg"]] / max(m[_M["_negable"]], 1.0))
         put("morph_segments_per_word", (m[_M["_segments"]] / n - 1) if n else 0.0)
 
-        # --- lexical
-        if n:
-            low = Counter()
-            for f, c in counts.items():
-                low[f.lower()] += c
-            V = len(low)
-            freq_of_freq = Counter(low.values())
-            put("lex_ttr", V / n)
-            put("lex_root_ttr", V / math.sqrt(n) / 10)
-            put("lex_log_ttr", math.log(V) / math.log(n) if n > 1 else 1.0)
-            put("lex_hapax", freq_of_freq.get(1, 0) / n)
-            put("lex_dislegomena", freq_of_freq.get(2, 0) / n)
-            put("lex_yule_k", 1e4 * (sum(i * i * vi for i, vi in freq_of_freq.items()) - n) / (n * n) / 1000)
-            put("lex_top_word_share", max(low.values()) / n)
-            lens, cw = V_rows[:, _M["_len"]], w
-            mean = float(lens @ cw) / n
-            put("lex_mean_word_len", mean / 10)
-            put("lex_std_word_len", math.sqrt(max(float(((lens - mean) ** 2) @ cw) / n, 0.0)) / 10)
-            put("lex_long_words", float(cw[lens >= 10].sum()) / n)
-            hist = np.bincount(np.minimum(lens, _WLEN_BINS).astype(int), weights=cw, minlength=_WLEN_BINS + 1)
-            for i in range(1, _WLEN_BINS + 1):
-                put(f"wlen_{i}", hist[i] / n)
-            put("str_numeric_tokens", m[_M["_numeric"]] / n)
-            put("str_alnum_mixed_tokens", m[_M["_mixed"]] / n)
-            put("str_allcaps_tokens", m[_M["_allcaps"]] / n)
-            put("str_capitalised_tokens", m[_M["_capit"]] / n)
-            put("str_url_like", len(_URLISH.findall(text)) / n)
-            put("str_placeholders", len(_PLACEHOLDER.findall(text)) / n)
-        put("lex_lemma_ttr", 0.0 if not n else min(len(frozenset().union(*(self._lemmas[j] for j in rows))) / seg, 1.0))
-        put("lex_function_words", m[_M["_func"]] / seg)
+    def _lexical(self, d: _Doc, put) -> None:
+        """Vocabulary richness (TTR, hapaxes, Yule's K), word lengths and token kinds."""
+        n, m, low = d.n, d.m, d.low
+        put("lex_lemma_ttr", 0.0 if not n else
+            min(len(frozenset().union(*(self._lemmas[j] for j in d.rows))) / d.seg, 1.0))
+        put("lex_function_words", m[_M["_func"]] / d.seg)
+        if not n:
+            return
+        V = len(low)
+        freq_of_freq = Counter(low.values())
+        put("lex_ttr", V / n)
+        put("lex_root_ttr", V / math.sqrt(n) / 10)
+        put("lex_log_ttr", math.log(V) / math.log(n) if n > 1 else 1.0)
+        put("lex_hapax", freq_of_freq.get(1, 0) / n)
+        put("lex_dislegomena", freq_of_freq.get(2, 0) / n)
+        put("lex_yule_k", 1e4 * (sum(i * i * vi for i, vi in freq_of_freq.items()) - n) / (n * n) / 1000)
+        put("lex_top_word_share", max(low.values()) / n)
+        lens, cw = d.V_rows[:, _M["_len"]], d.w
+        mean = float(lens @ cw) / n
+        put("lex_mean_word_len", mean / 10)
+        put("lex_std_word_len", math.sqrt(max(float(((lens - mean) ** 2) @ cw) / n, 0.0)) / 10)
+        put("lex_long_words", float(cw[lens >= 10].sum()) / n)
+        hist = np.bincount(np.minimum(lens, _WLEN_BINS).astype(int), weights=cw, minlength=_WLEN_BINS + 1)
+        for i in range(1, _WLEN_BINS + 1):
+            put(f"wlen_{i}", hist[i] / n)
+        put("str_numeric_tokens", m[_M["_numeric"]] / n)
+        put("str_alnum_mixed_tokens", m[_M["_mixed"]] / n)
+        put("str_allcaps_tokens", m[_M["_allcaps"]] / n)
+        put("str_capitalised_tokens", m[_M["_capit"]] / n)
+        put("str_url_like", len(_URLISH.findall(d.text)) / n)
+        put("str_placeholders", len(_PLACEHOLDER.findall(d.text)) / n)
 
-        # --- syntax proxies
+    def _syntax(self, d: _Doc, put) -> None:
+        """Syntax proxies: sentence lengths and kinds, clause markers and part-of-speech ratios per sentence."""
+        text, m = d.text, d.m
         sents = [s for s in _SENT_END.split(text) if s and s.strip()]
         ns = max(len(sents), 1)
         slen_l, verbless = [], 0
@@ -360,20 +397,21 @@ class FeatureExtractor:
         put("syn_noun_verb_ratio", m[_M["_noun"]] / nv if nv else 0.0)
         an_ = m[_M["_adj"]] + m[_M["_noun"]]
         put("syn_adj_noun_ratio", m[_M["_adj"]] / an_ if an_ else 0.0)
-        lowc = low if n else Counter()
         for k, wd in _SUBORD.items():
-            put(f"syn_w_{k}", lowc.get(wd, 0) / ns)
+            put(f"syn_w_{k}", d.low.get(wd, 0) / ns)
 
-        # --- punctuation
-        chars = Counter(text)
+    def _punctuation(self, d: _Doc, put) -> None:
+        """Each punctuation mark per 100 characters, and all of them per word."""
         total_p = 0
         for k, p in _PUNCT.items():
-            c = chars.get(p, 0)
+            c = d.chars.get(p, 0)
             total_p += c
-            put(f"punct_{k}", c / n_chars * 100)
-        put("punct_total", total_p / max(n, 1))
+            put(f"punct_{k}", c / d.n_chars * 100)
+        put("punct_total", total_p / max(d.n, 1))
 
-        # --- structure
+    def _structure(self, d: _Doc, put) -> None:
+        """Layout (lines, paragraphs, lists, repeats) and character classes (digits, case, scripts, noise)."""
+        text, chars, n, n_chars = d.text, d.chars, d.n, d.n_chars
         lines = text.split("\n")
         ne = [ln.strip() for ln in lines if ln.strip()]
         nl = max(len(ne), 1)
@@ -393,6 +431,12 @@ class FeatureExtractor:
         paras = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
         put("str_log_paragraphs", math.log1p(len(paras)))
         put("str_mean_paragraph_words", n / max(len(paras), 1) / 100)
+        put("str_numbers_per_line", len(_NUMBER.findall(text)) / nl / 10)
+        self._char_classes(d, put)
+
+    @staticmethod
+    def _char_classes(d: _Doc, put) -> None:
+        chars, n_chars, text = d.chars, d.n_chars, d.text
         digits = sum(c for ch, c in chars.items() if ch.isdigit())
         letters = sum(c for ch, c in chars.items() if ch.isalpha())
         upper = sum(c for ch, c in chars.items() if ch.isupper())
@@ -413,8 +457,6 @@ class FeatureExtractor:
         put("str_table_ratio", (chars.get("|", 0) + chars.get("\t", 0)) / n_chars)
         p = np.fromiter(chars.values(), dtype=np.float64, count=len(chars)) / n_chars
         put("str_char_entropy", float(-(p * np.log2(p)).sum()) / 8 if len(p) else 0.0)
-        put("str_numbers_per_line", len(_NUMBER.findall(text)) / nl / 10)
-        return out
 
     def many(self, texts) -> np.ndarray:
         return np.stack([self(t) for t in texts]) if texts else np.zeros((0, len(FEATURE_NAMES)), np.float32)
