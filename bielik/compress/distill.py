@@ -126,7 +126,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     d = init_distributed(e.device, e.distributed)
     objective = LogitDistillation(teacher, cfg.tau, cfg.alpha, cfg.top_k, chunk=e.lm_head_chunk)
     source = PackedRowBatches(train_rows, e.micro_batch_size, e.grad_accum, d.rank, d.world_size, e.seed)
-    evals = (lambda: eval_batches(val_rows, e.micro_batch_size, e.eval.batches, d.rank, d.world_size)
+    # None (not a function returning None) without held-out rows: the engine then skips evaluation
+    evals = ((lambda: eval_batches(val_rows, e.micro_batch_size, e.eval.batches, d.rank, d.world_size))
              if len(val_rows) else None)
     engine = Engine(e, student, objective, source, cfg.output, d, seq_len=train_rows.seq_len, eval_batches=evals, run_config=cfg)
     if d.is_main:

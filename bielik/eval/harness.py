@@ -160,7 +160,8 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
              split_fallback: list[str] = (), limit: int | None = None, seed: int = 1234, hf_datasets: bool = False,
              apply_chat_template: bool = False, bootstrap_iters: int = 1000, model_name: str = "") -> tuple[dict, dict[str, list[dict]]]:
     """Score ``specs``; returns (results in lm-eval's shape, per-task sample records). Tasks without data are
-    listed under ``results["bielik"]["skipped"]`` with the message saying where to get the data."""
+    listed under ``results["bielik"]["skipped"]`` with the message saying where to get the data; they are
+    not logged one by one (:func:`skipped_summary` makes the one line a run prints)."""
     start = time.time()
     chat = _chat_fn(lm) if apply_chat_template else None
     results: dict[str, Any] = {"results": {}, "group_subtasks": {}, "configs": {}, "versions": {}, "n-shot": {},
@@ -174,7 +175,8 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
         except MissingDataError as exc:
             if split is not None:  # the user asked for this split: not having it is an error
                 raise
-            log.warning("skipping %s: %s", spec.task, exc)
+            # no line per task: the caller prints one summary (skipped_summary) for the whole run
+            log.debug("skipping %s: %s", spec.task, exc)
             extra["skipped"][spec.task] = str(exc)
             continue
         t0 = time.time()
@@ -201,6 +203,19 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
     results["total_evaluation_time_seconds"] = str(time.time() - start)
     results["bielik"] = extra
     return results, samples
+
+
+def skipped_summary(skipped: list[str], n_tasks: int) -> str | None:
+    """One line naming the tasks that had no data, or None when every task had some.
+
+    The where-to-get-the-data text of each task (a paragraph per task) is not repeated here: it stays in
+    ``results_*.json`` (``bielik.skipped``) and the task definitions; ``bielik eval tasks`` lists which
+    splits have data.
+    """
+    if not skipped:
+        return None
+    return (f"skipped {len(skipped)} of {n_tasks} tasks without data: {', '.join(skipped)} — "
+            "see `bielik eval tasks`; add folders holding their splits with data_dir=[DIR]")
 
 
 def _chat_fn(lm: EvalLM):

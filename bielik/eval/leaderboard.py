@@ -141,7 +141,11 @@ def _fmt(x, digits=4) -> str:
 
 
 def markdown(summaries: dict[int, dict], perplexity: dict | None = None) -> str:
+    """The results tables. Tasks without data are listed once, after the tables, when every shot setting
+    skipped the same ones (they do: data does not depend on the number of shots)."""
     lines = []
+    skipped = [tuple(s["skipped"]) for s in summaries.values()]
+    same_skipped = len(set(skipped)) == 1
     for k, summ in summaries.items():
         lines += [f"## {k}-shot", "", "| task | split | metric | score | baseline | normalised |", "|---|---|---|---:|---:|---:|"]
         for r in summ["tasks"]:
@@ -153,9 +157,12 @@ def markdown(summaries: dict[int, dict], perplexity: dict | None = None) -> str:
                       f"- **RAG Reranking**: {_fmt(summ['rag_reranking'])} · **RAG Reader**: {_fmt(summ['rag_reader'])}"]
         if summ["eq_bench"]:
             lines.append("- **EQ-Bench**: " + ", ".join(f"{t} {v:.2f}" for t, v in summ["eq_bench"].items()))
-        if summ["skipped"]:
+        if summ["skipped"] and not same_skipped:
             lines.append(f"- no data (skipped): {', '.join(summ['skipped'])}")
         lines.append("")
+    if same_skipped and skipped[0]:
+        lines += [f"No data for {len(skipped[0])} tasks (skipped; `bielik eval tasks` lists which splits have data): "
+                  f"{', '.join(skipped[0])}", ""]
     if perplexity:
         lines += ["## Perplexity (held-out text, lower is better)", "",
                   f"- token perplexity {perplexity['token_perplexity']:.3f} over {perplexity['tokens']:,} tokens "
@@ -211,7 +218,7 @@ def held_out_perplexity(lm, cfg: PerplexityConfig) -> dict | None:
 
 def run_leaderboard(cfg: LeaderboardConfig) -> dict:
     from bielik.eval.data import search_dirs
-    from bielik.eval.harness import evaluate
+    from bielik.eval.harness import evaluate, skipped_summary
     from bielik.eval.lm import EvalLM
 
     specs = resolve_tasks(cfg.tasks, cfg.include_path)
@@ -219,6 +226,7 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
     lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
                                gen_batch_tokens=cfg.lm.gen_batch_tokens)
     summaries, all_results = {}, {}
+    reported: set[str] = set()  # tasks without data are named once per run, not once per shot setting
     for k in cfg.num_fewshot:
         log.info("leaderboard: %d-shot, %d tasks", k, len(specs))
         results, samples = evaluate(lm, specs, k, data_dirs, split=cfg.split, split_fallback=cfg.split_fallback, limit=cfg.limit,
@@ -226,6 +234,10 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
                                     bootstrap_iters=cfg.bootstrap_iters, model_name=cfg.model)
         all_results[k] = (results, samples)
         summaries[k] = summarize(results, specs)
+        line = skipped_summary([t for t in results["bielik"]["skipped"] if t not in reported], len(specs))
+        if line:
+            log.warning("%s", line)
+        reported.update(results["bielik"]["skipped"])
     ppl = held_out_perplexity(lm, cfg.perplexity)
     summary = {"model": cfg.model, "shots": {str(k): s for k, s in summaries.items()}, "perplexity": ppl}
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:

@@ -177,15 +177,23 @@ class EvalLM:
                 j += len(piece.continuations)
             out.append([None] * j)
         order = sorted(range(len(items)), key=lambda i: -(len(items[i][2].context) + max(map(len, items[i][2].continuations))))
+        # a truncated document is one piece per choice, and its pieces may land in different batches:
+        # the bar counts a document when its last piece is scored
+        pending = [0] * len(docs)
+        for d, _, _ in items:
+            pending[d] += 1
         with progress(desc, total=len(docs), unit="doc") as bar:
             for batch in self._batches(order, lambda i: len(items[i][2].context) + max(map(len, items[i][2].continuations)),
                                        lambda i: len(items[i][2].continuations)):
                 results = self._score_batch([items[i][2] for i in batch])
+                finished = 0
                 for i, res in zip(batch, results):
                     d, j, _ = items[i]
                     for k, r in enumerate(res):
                         out[d][j + k] = r
-                bar.advance(len({items[i][0] for i in batch}))
+                    pending[d] -= 1
+                    finished += pending[d] == 0
+                bar.advance(finished)
         return out  # type: ignore[return-value]
 
     def _truncated(self, doc: Choices) -> list[Choices]:
@@ -289,24 +297,18 @@ class EvalLM:
 
         lm-eval's ``loglikelihood_rolling`` windows: the text's tokens (no special tokens) are cut into
         windows of ``window`` predictions; the first is conditioned on BOS (else EOS), every other on the
-        last token of the window before it.
+        last token of the window before it. Windows and scoring are :mod:`bielik.train.heldout`'s (the one
+        held-out NLL evaluator, shared with :func:`bielik.model.swap.heldout_loss`), batched under ``batch_tokens``.
         """
+        from bielik.train.heldout import rolling_windows, window_nll
+
         window = min(window or self.max_length, self.max_length)
         out = []
         with progress(desc, total=len(texts), unit="doc") as bar:
             for text in texts:
-                toks = self.tok.encode(text, add_special_tokens=False)
-                total, n = 0.0, 0
-                prev = self.prefix_id
-                for s in range(0, len(toks), window):
-                    chunk = toks[s : s + window]
-                    inp = torch.tensor([[prev] + chunk[:-1]])
-                    h, _ = self._hidden(inp)
-                    lp, _ = self._token_scores(h[0], torch.tensor(chunk))
-                    total += float(lp.sum())
-                    n += len(chunk)
-                    prev = chunk[-1]
-                out.append((total, n))
+                windows = rolling_windows(self.tok.encode(text, add_special_tokens=False), window, self.prefix_id)
+                nll = window_nll(self.model, windows, self.batch_tokens, self.head_chunk, self.pad_id)
+                out.append((-sum(nll), sum(len(t) for _, t in windows)))
                 bar.advance(1)
         return out
 

@@ -48,6 +48,7 @@ from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
 from bielik.progress import progress
 from bielik.tokenizer.formats import tokenizer_style
+from bielik.train.heldout import rolling_windows, window_nll
 
 log = get_logger(__name__)
 
@@ -176,7 +177,7 @@ def train_auxiliary(target_tok, cfg: SwapTokenizerConfig, workdir: Path) -> dict
     try:
         import fasttext
     except ModuleNotFoundError:
-        raise BielikError("FOCUS needs fastText: pip install 'bielik[tokenizer]' (fasttext-community)") from None
+        raise BielikError("FOCUS needs fastText: pip install 'bielik-toolkit[tokenizer]' (fasttext-community)") from None
     from bielik.data.corpus import read_corpus
 
     id_to_word = {i: _ft_word(t) for t, i in target_tok.get_vocab().items()}
@@ -265,7 +266,9 @@ def init_embeddings(src: torch.Tensor, n_target: int, shared: dict[int, int], ne
 def heldout_loss(model, tokenizer, inputs: list[str], langs: list[str] | None, max_tokens: int, seq_len: int) -> dict[str, float]:
     """Mean next-token cross-entropy (nats/token) and bits per character on held-out documents.
 
-    Bits per character make models with different tokenizers comparable (loss per token is not).
+    Bits per character make models with different tokenizers comparable (loss per token is not). The
+    token stream (documents joined by EOS) is scored in disjoint windows of ``seq_len`` predictions by
+    :mod:`bielik.train.heldout`, the evaluator shared with the perplexity of :mod:`bielik.eval.lm`.
     """
     from bielik.data.corpus import read_corpus
 
@@ -286,15 +289,10 @@ def heldout_loss(model, tokenizer, inputs: list[str], langs: list[str] | None, m
     if len(ids) < 2:
         raise DataError(f"no held-out text in {inputs} (langs={langs}) to evaluate on")
     model.eval()
-    total, count = 0.0, 0
-    data = torch.tensor(ids)
-    for start in range(0, len(ids) - 1, seq_len):
-        chunk = data[start : start + seq_len + 1]
-        if len(chunk) < 2:
-            break
-        logits = model(chunk[None, :-1]).logits[0].float()
-        total += torch.nn.functional.cross_entropy(logits, chunk[1:], reduction="sum").item()
-        count += len(chunk) - 1
+    # the stream's first token is context only; windows of seq_len predictions, each conditioned on the token before it
+    windows = rolling_windows(ids, seq_len, prefix=None)
+    total = float(sum(window_nll(model, windows, batch_tokens=max(8 * seq_len, 8192))))
+    count = sum(len(t) for _, t in windows)
     loss = total / count
     return {"loss": loss, "tokens": count, "characters": chars, "bits_per_char": total / math.log(2) / max(chars, 1)}
 

@@ -48,10 +48,18 @@ class PrepareConfig(StageConfig):
 
 
 class CheckpointConfig(StageConfig):
+    """Training checkpoints (layout and guarantees: :mod:`bielik.train.checkpoint`)."""
+
     every: int = Field(0, ge=0, description="save every N steps (0: only at the end)")
     keep_last: int = Field(2, ge=1)
     resume: str = Field("auto", description="'auto' (latest in output dir if any), 'never', or a checkpoint path")
     save_final: bool = Field(True, description="write the final HF model to <output>/final")
+    hf_export: bool = Field(
+        True, description="also write each checkpoint's weights as an HF model (model.safetensors): a full gather "
+        "on rank 0 per checkpoint; switch off for large models (the sharded dcp/ state is always written)")
+    async_save: bool = Field(
+        False, description="write the sharded state in a background thread (dcp.async_save); off by default "
+        "because on CPU the write competes with training for the same cores")
 
 
 class EvalConfig(StageConfig):

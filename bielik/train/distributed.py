@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 from bielik.errors import ConfigError
+from bielik.runtime import apply_rank_threads
 from bielik.train.config import DistributedConfig
 
 
@@ -58,9 +59,8 @@ def init_distributed(device_spec: str, cfg: DistributedConfig) -> Dist:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
-        if device.type == "cpu":  # avoid oversubscribing the cores shared by local ranks
-            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        if device.type == "cpu":  # avoid oversubscribing the cores shared by local ranks (the entry point's helper)
+            apply_rank_threads()
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 

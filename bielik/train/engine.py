@@ -114,10 +114,8 @@ class Engine:
         self._consecutive_bad = 0
 
         torch.manual_seed(cfg.seed)
-        if self.device.type == "cpu":
-            # Adam moments of never-updated rows (unseen tokens) decay geometrically into denormals,
-            # which are ~100x slower on x86; flushing them to zero changes nothing that matters.
-            torch.set_flush_denormal(True)
+        # Denormal flushing (Adam moments of unseen rows decay into slow denormals) is process-wide state:
+        # bielik.runtime.stage_context sets it for a stage run and restores it; the engine does not touch it.
         model.to(device=self.device, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float32)
         model.train()
         if cfg.activation_checkpointing:
@@ -138,6 +136,8 @@ class Engine:
         self.optimizer = build_adamw(self.module, cfg.optim, self.device.type)
         self.peak = cfg.peak_flops or cached_peak(self.device, self.compute_dtype)
         self.ckpt_root = self.out_dir / "checkpoints"
+        self.checkpointer = ckpt.Checkpointer(self.ckpt_root, dist, cfg.checkpoint.keep_last,
+                                              hf_export=cfg.checkpoint.hf_export, async_save=cfg.checkpoint.async_save)
         self.metrics = MetricsWriter(
             self.out_dir, dist.is_main, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
             cfg.logging.wandb_mode, run_config.model_dump(mode="json") if run_config else None,
@@ -344,6 +344,12 @@ class Engine:
 
         ``val_ppl`` = exp(per-token NLL) is reported only for objectives whose loss is one
         (``Objective.perplexity``); with weighted tokens the unweighted ``ce`` metric is used.
+
+        Not :mod:`bielik.train.heldout` (the plain-text NLL evaluator of perplexity and the tokenizer
+        swap): this scores the *objective* (DPO, GRPO, KD losses as well as NLL) on training-shaped
+        batches, through the wrapped root so FSDP2 gathers its shards, summed over ranks. For a
+        causal-LM objective the two agree (``val_loss`` = mean of ``heldout.token_nll``, to 1e-6 relative:
+        tests/train/test_heldout.py).
         """
         if self.eval_batches is None:
             return None
@@ -380,10 +386,13 @@ class Engine:
         }
 
     def save_checkpoint(self) -> Path:
-        return ckpt.save_checkpoint(
-            self.ckpt_root, self.step, self.module, self.hf_model, self.optimizer, self._trainer_state(),
-            self.dist, self.cfg.checkpoint.keep_last,
-        )
+        """Checkpoint the current step (collective). With ``checkpoint.async_save`` the sharded state is
+        still being written when this returns; :meth:`wait_for_checkpoint` (called by ``fit``) finishes it."""
+        return self.checkpointer.save(self.step, self.module, self.hf_model, self.optimizer, self._trainer_state())
+
+    def wait_for_checkpoint(self) -> Path | None:
+        """Finish a checkpoint still being written in the background and move ``latest`` to it (collective)."""
+        return self.checkpointer.wait()
 
     def maybe_resume(self) -> None:
         spec = self.cfg.checkpoint.resume
@@ -402,12 +411,13 @@ class Engine:
             log.warning("resuming %s with a config that differs from the one it was saved with", path)
 
     def export(self, path: str | Path, extra_dirs: Iterable[str | Path] = ()) -> Path:
-        """Write the current weights as an HF model directory (collective; rank 0 writes)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        """Write the current weights as an HF model directory (collective; rank 0 writes).
 
-        sd = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        Gathers the full weights onto rank 0 (:func:`bielik.train.checkpoint.full_model_state`); the
+        training checkpoints themselves stay sharded.
+        """
+        sd = ckpt.full_model_state(self.module)
         if self.dist.is_main:
-            sd = {k.removeprefix("model."): v.contiguous() for k, v in sd.items()}
             with staged_dir(path, overwrite=True) as tmp:
                 self.hf_model.config.use_cache = True
                 self.hf_model.save_pretrained(tmp, state_dict=sd, safe_serialization=True)
@@ -491,7 +501,10 @@ class Engine:
             self.prep_cache.flush()
             summary["prepare_cache"] = {"hits": self.prep_cache.hits, "misses": self.prep_cache.misses}
         if cfg.checkpoint.every and not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists() and self._at_boundary():
-            self.save_checkpoint()
+            self.wait_for_checkpoint()  # an async save of this very step may still be in flight
+            if not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists():
+                self.save_checkpoint()
+        self.wait_for_checkpoint()  # no save in flight past fit(): `latest` names a complete checkpoint
         summary.update(
             steps=self.step, tokens=self.tokens, skipped_steps=self.nan_skipped,
             final_train_loss=history[-1]["loss"] if history else None,

@@ -62,14 +62,14 @@ class MetricsWriter:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                log.warning("logging.tensorboard=true but tensorboard is not installed: pip install 'bielik[tensorboard]'")
+                log.warning("logging.tensorboard=true but tensorboard is not installed: pip install 'bielik-toolkit[tensorboard]'")
             else:
                 self._tb = SummaryWriter(str(out_dir / "tensorboard"))
         if wandb:
             try:
                 import wandb as wb
             except ImportError:
-                log.warning("logging.wandb=true but wandb is not installed: pip install 'bielik[wandb]'")
+                log.warning("logging.wandb=true but wandb is not installed: pip install 'bielik-toolkit[wandb]'")
             else:
                 self._wandb = wb.init(project=wandb_project, mode=wandb_mode, dir=str(out_dir), config=config)
 

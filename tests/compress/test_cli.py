@@ -31,10 +31,11 @@ def test_importance_prune_distill_chain(tmp_path, tiny_model, tiny_data):
     imp, pruned, kd = tmp_path / "imp", tmp_path / "pruned", tmp_path / "kd"
     res = bielik("importance", f"model={tiny_model}", f"output={imp}", f"data={tiny_data}", "samples=8", "ctx=32")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["layers"] == 2 and (imp / "importance.png").is_file()
+    assert json.loads((imp / "metrics.json").read_text())["layers"] == 2 and (imp / "importance.png").is_file()
+    assert "Block Influence" in res.stdout  # the report's tables of the stage
     res = bielik("prune", f"model={tiny_model}", f"importance={imp}", f"output={pruned}", "layers=1", "intermediate_size=96")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["shape"]["ffn"] == 96
+    assert json.loads((pruned / "metrics.json").read_text())["shape"]["ffn"] == 96
     res = bielik("distill", f"teacher={tiny_model}", f"student={pruned}", f"data={tiny_data}", f"output={kd}", "train.steps=2",
                  "train.micro_batch_size=2", "train.eval.batches=1")
     assert res.returncode == 0, res.stderr
@@ -56,6 +57,6 @@ def test_recipe_plans():
 
     steps = plan(load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "minitron-tiny.yaml"))
     kinds = [stage.kind for _, stage, _ in steps]
-    assert kinds[-4:] == ["compress.importance", "compress.plan", "compress.prune", "compress.distill"]
-    distill_cfg = steps[-1][2]
+    assert kinds[-5:] == ["compress.importance", "compress.plan", "compress.prune", "compress.distill", "report"]
+    distill_cfg = steps[-2][2]
     assert distill_cfg.alpha == 0.0 and distill_cfg.student.endswith("prune") and distill_cfg.teacher.endswith("teacher/final")

@@ -183,3 +183,16 @@ def test_seeded_run_pins_its_losses(tmp_path):
     eng.fit()
     pinned = [0.0085755770, 0.0058524903, 0.0054048266, 0.0039467573, 0.0033318223]
     assert [r["loss"] for r in _rows(tmp_path / "run")] == pytest.approx(pinned, rel=1e-4)
+
+
+def test_stage_without_heldout_rows_trains_and_skips_evaluation(tmp_path, pruned_pair, tiny_tokenizer):
+    """Data packed with val_fraction=0: distillation trains, without held-out numbers (it once handed the
+    engine a function returning None and crashed at the first evaluation)."""
+    from bielik.data.pack import PackConfig, pack
+
+    data = pack(PackConfig(tokenizer=str(tiny_tokenizer), output=str(tmp_path / "data"), seq_len=64,
+                           max_tokens=20_000, val_fraction=0.0))
+    s = _stage(tmp_path / "kd", pruned_pair, data, steps=4, checkpoint={"every": 0, "save_final": True})
+    assert s["steps"] == 4 and (tmp_path / "kd" / "final" / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "train" for r in rows) and not any(r["kind"] == "eval" for r in rows)

@@ -106,7 +106,7 @@ def test_eval_recipe_plan():
     from bielik.recipe import load_recipe, plan
 
     steps = plan(load_recipe(REPO / "recipes" / "eval-pl.yaml", ["leaderboard.model=/m", "leaderboard.limit=5"]))
-    assert [s[1].kind for s in steps] == ["eval.leaderboard", "eval.eq_bench", "eval.mt_bench"]
+    assert [s[1].kind for s in steps] == ["eval.leaderboard", "eval.eq_bench", "eval.mt_bench", "report"]
     assert steps[0][2].model == "/m" and steps[0][2].limit == 5
 
 
