@@ -96,4 +96,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

@@ -40,6 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 SIDES = ("bielik", "trl")
 LR, MIN_LR, BETA = 5e-5, 5e-6, 0.1
 
@@ -174,7 +176,7 @@ def measure_trl(work: Path, args) -> dict:
 def measure(side: str, args) -> dict:
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     res = measure_bielik(Path(args.work), args) if side == "bielik" else measure_trl(Path(args.work), args)
     return {"side": side, "precision": args.precision, **res}
 
@@ -250,4 +252,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

@@ -67,6 +67,7 @@ from bielik.eval.lm import EvalLM  # noqa: E402
 from bielik.eval.tasks import get_task  # noqa: E402
 from bielik.model.factory import ModelInitConfig, init_model  # noqa: E402
 from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from bielik.runtime import set_threads  # noqa: E402
 
 TASKS = ["polemo2_in_multiple_choice", "polemo2_out_multiple_choice", "polish_8tags_multiple_choice", "polish_ppc_multiple_choice",
          "polish_klej_ner_multiple_choice"]
@@ -237,11 +238,14 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=64, help="bielik: most rows per generation batch")
     ap.add_argument("--model", type=Path, default=None, help="an HF model directory (default: build the tiny-llama preset)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or build_model(Path(tmp))
         (bench_generate if args.form == "generate" else bench_choice)(args, model_dir)
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

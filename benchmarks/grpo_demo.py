@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 TEMPLATES = {
     "pl": ["Ile to jest {e}?", "Oblicz: {e}.", "Policz, ile wynosi {e}.", "Podaj wynik działania {e}."],
     "en": ["What is {e}?", "Compute {e}.", "Work out {e}.", "What does {e} equal?"],
@@ -219,7 +221,7 @@ def main() -> None:
     from bielik.log import setup_logging
 
     setup_logging()
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
     model = prepare(args.out, args)
     before = {"unseen_accuracy": evaluate(model, args.out / "heldout.jsonl")["accuracy"],
               "sampled_accuracy": evaluate(model, args.out / "fresh.jsonl", samples=4)["sampled_accuracy"]}
@@ -229,4 +231,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

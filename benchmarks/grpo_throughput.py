@@ -38,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 SIDES = ("bielik", "trl")
 LR, BETA, EPS = 1e-5, 0.04, 0.2
 
@@ -151,7 +153,7 @@ def measure_trl(work: Path, args) -> dict:
 def measure(side: str, args) -> dict:
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     res = measure_bielik(Path(args.work), args) if side == "bielik" else measure_trl(Path(args.work), args)
     return {"side": side, "precision": args.precision, **res}
 
@@ -210,4 +212,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

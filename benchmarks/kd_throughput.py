@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 import torch  # noqa: E402
 
 CONFIGS = ("ce", "teacher", "kd", "kd_top64", "kd_dense")
@@ -72,7 +74,7 @@ def measure(name: str, steps: int, warmup: int) -> dict:
     from bielik.train.config import EngineConfig
     from bielik.train.objectives.kd import LogitDistillation
 
-    torch.set_num_threads(2)
+    set_threads(2)
     teacher, student = models()
     chunk = 0 if name == "kd_dense" else CHUNK
     src = RandomRows(SHAPE["vocab_size"])
@@ -130,4 +132,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

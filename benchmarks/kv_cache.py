@@ -39,6 +39,7 @@ from eval_speed import build_model, prepared  # noqa: E402
 from bielik.eval.lm import EvalLM  # noqa: E402
 from bielik.model.generation import DecodeTimings, HFForward, SamplingParams, sample  # noqa: E402
 from bielik.model.kv_cache import prefill  # noqa: E402
+from bielik.runtime import set_threads  # noqa: E402
 
 
 def ab(pairs: int, a, b) -> tuple[float, float, float]:
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         lm = EvalLM.from_pretrained(build_model(Path(tmp)), device="cpu")
         opts = argparse.Namespace(shots=0, docs=128)
@@ -91,4 +92,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

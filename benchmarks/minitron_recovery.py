@@ -42,6 +42,7 @@ from bielik.model.loading import load_hf_model  # noqa: E402
 from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 from bielik.train.batches import eval_batches  # noqa: E402
 from bielik.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from bielik.runtime import set_threads  # noqa: E402
 
 TEACHER = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 6, "num_attention_heads": 6, "num_key_value_heads": 2,
            "tie_word_embeddings": True}
@@ -60,7 +61,8 @@ def teacher(work: Path, args) -> tuple[Path, Path]:
     if not tok.exists():
         train_tokenizer(TokenizerTrainConfig(output=str(tok), vocab_size=4096, max_chars=3_000_000))
     if not data.exists():
-        pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=128, max_tokens=2_000_000, val_fraction=0.03))
+        pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=128, max_tokens=2_000_000, val_fraction=0.03,
+                        mix={"pl": 0.75, "en": 0.25}))
     if not init.exists():
         init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(init), overrides=TEACHER))
     if not (pre / "final").exists():
@@ -94,7 +96,7 @@ def main() -> None:
     ap.add_argument("--eval-batches", type=int, default=16)
     ap.add_argument("--lb-limit", type=int, default=150, help="documents per leaderboard task (0: skip)")
     args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = Path(args.work)
     t0 = time.perf_counter()
     t_dir, data = teacher(work, args)
@@ -133,4 +135,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

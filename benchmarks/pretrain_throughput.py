@@ -42,7 +42,8 @@ def prepare(work: Path, seq_len: int, vocab: int) -> tuple[Path, Path]:
     tok = work / "tok"
     train_tokenizer(TokenizerTrainConfig(output=str(tok), vocab_size=vocab, max_chars=3_000_000))
     data = work / "data"
-    pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=seq_len, max_tokens=3_000_000))
+    pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=seq_len, max_tokens=3_000_000,
+                    mix={"pl": 0.75, "en": 0.25}))
     model = work / "init"
     init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(model)))
     return model, data
@@ -142,4 +143,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

@@ -57,6 +57,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 SIDES = ("bielik", "trl", "trl-accum")
 LR, MIN_LR, WD = 3e-4, 3e-5, 0.05
 
@@ -205,7 +207,7 @@ def measure_trl(work: Path, args, accum: bool) -> dict:
 def measure(side: str, args) -> dict:
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = Path(args.work)
     res = measure_bielik(work, args) if side == "bielik" else measure_trl(work, args, accum=side == "trl-accum")
     return {"side": side, "precision": args.precision, **res}
@@ -299,4 +301,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

@@ -55,6 +55,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bielik.runtime import set_threads  # noqa: E402
+
 ARMS = {
     "wice": {},
     "uniform": {"weighting": False},
@@ -143,7 +145,8 @@ def prepare_base(work: Path, args) -> Path:
     if not (work / "init" / "config.json").is_file():
         init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(work / "init")))
     if not (work / "corpus").is_dir():
-        pack(PackConfig(tokenizer=str(tok), output=str(work / "corpus"), seq_len=args.seq_len, max_tokens=2_000_000))
+        pack(PackConfig(tokenizer=str(tok), output=str(work / "corpus"), seq_len=args.seq_len, max_tokens=2_000_000,
+                        mix={"pl": 0.75, "en": 0.25}))
     t = time.perf_counter()
     pretrain(PretrainConfig(model=str(work / "init"), data=str(work / "corpus"), output=str(work / "base"), train={
         "steps": args.pretrain_steps, "micro_batch_size": 16, "precision": "bf16-autocast",
@@ -247,7 +250,7 @@ def main() -> None:
     os.environ.setdefault("BIELIK_NO_BAR", "1")
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = args.work or Path(tempfile.mkdtemp(prefix="bielik-wice-"))
     work.mkdir(parents=True, exist_ok=True)
     results_dir = args.results or work / "results"
@@ -303,4 +306,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from bielik.runtime import configure_process
+
+    configure_process()  # logging (the entry point's job, not an import's)
     main()

@@ -3,19 +3,36 @@
 Every stage writes its output into a sibling temporary directory and renames it into place only
 when it has finished (:func:`staged_dir`), so a failure never leaves a half-written output and never
 clobbers a previous good one. Next to its outputs a stage leaves ``config.yaml`` (the resolved
-config), ``metrics.json`` and ``lineage.json`` (hashes of the config and of the inputs).
+config), ``metrics.json`` and ``lineage.json``.
+
+``lineage.json`` holds: ``stage``, ``bielik_version``, ``git_rev`` (``git rev-parse HEAD`` of the bielik
+source tree, ``-dirty`` appended when tracked files are modified; ``None`` outside a git checkout),
+``host``, ``python``, ``torch`` and ``transformers`` versions, ``created`` (when the record was
+written), ``config_sha256`` and ``inputs`` (name -> path and sha256). The recipe runner adds
+``started``, ``finished``, ``wall_time_s`` and ``recipe_inputs`` (see :mod:`bielik.recipe`).
+``metrics.json`` is always written last: its presence marks a finished stage.
+
+Content digests (:func:`path_digest`): a file's SHA-256, or for a directory the SHA-256 over its files'
+relative names and contents, sorted (dot-files, i.e. temporary files, are left out). Hashing multi-GB
+checkpoints on every recipe run would be slow, so :class:`DigestCache` remembers each file's digest
+keyed by (absolute path, size, mtime_ns) in a JSON file and re-reads only files whose size or
+modification time changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
+import platform
 import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -97,16 +114,92 @@ def file_digest(path: str | Path, algo: str = "sha256", chunk: int = 1 << 20) ->
     return h.hexdigest()
 
 
-def path_digest(path: str | Path) -> str:
-    """Digest of a file, or of a directory's files (names and contents, sorted)."""
+class DigestCache:
+    """File digests keyed by (absolute path, size, mtime_ns), kept in a JSON file.
+
+    A file whose size and modification time (nanoseconds) are unchanged is not read again; any write
+    changes the mtime, so a changed file is always re-hashed (a mere ``touch`` re-hashes it too, and
+    its digest stays the same). ``save()`` writes the file atomically; a missing or unreadable cache
+    file just starts empty.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self.entries: dict[str, list] = {}
+        self.dirty = False
+        self.hashed_bytes = 0  # bytes actually read (0 on a fully cached pass)
+        if self.path is not None and self.path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and isinstance(data.get("files"), dict):
+                    self.entries = data["files"]
+
+    def file(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        digest = file_digest(path)
+        self.hashed_bytes += st.st_size
+        self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            write_json(self.path, {"version": 1, "key": "absolute path -> [size, mtime_ns, sha256]",
+                                   "files": self.entries})
+            self.dirty = False
+
+
+def path_digest(path: str | Path, cache: DigestCache | None = None) -> str:
+    """Digest of a file, or of a directory's files (relative names and contents, sorted; dot-files skipped)."""
     path = Path(path)
+    digest = cache.file if cache is not None else file_digest
     if path.is_file():
-        return file_digest(path)
+        return digest(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
         h.update(str(f.relative_to(path)).encode())
-        h.update(file_digest(f).encode())
+        h.update(digest(f).encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """``git rev-parse HEAD`` of the bielik source tree (``-dirty`` if tracked files changed); None
+    when bielik is not run from a git checkout or git is missing. Cached per process."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """What produced an artifact: bielik version, git revision, host, Python/torch/transformers versions."""
+    from importlib import metadata
+
+    from bielik import __version__
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"bielik_version": __version__, "git_rev": git_revision(), "host": platform.node(),
+            "python": platform.python_version(), "torch": version("torch"), "transformers": version("transformers")}
 
 
 def config_digest(config: BaseModel) -> str:
@@ -120,9 +213,7 @@ def write_stage_record(
     inputs: dict[str, str | Path] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> None:
-    """Leave ``config.yaml``, ``lineage.json`` and ``metrics.json`` in ``out_dir``."""
-    from bielik import __version__
-
+    """Leave ``config.yaml``, ``lineage.json`` and ``metrics.json`` (last) in ``out_dir``."""
     out_dir = Path(out_dir)
     atomic_write_text(
         out_dir / "config.yaml",
@@ -130,7 +221,7 @@ def write_stage_record(
     )
     lineage = {
         "stage": stage,
-        "bielik_version": __version__,
+        **environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config_sha256": config_digest(config),
         "inputs": {

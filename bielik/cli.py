@@ -1,13 +1,23 @@
 """The ``bielik`` command line: ``bielik <group> <command> [-c config.yaml] [key=value ...]``.
 
-Every stage command loads its config model from defaults, an optional YAML file and ``key=value``
-overrides, then calls the same stage function as the Python API and the recipe runner.
+Every stage command is generated from the stage declarations in :mod:`bielik.stages` (kind, command
+path, help string, renderer): it loads the stage's config model from defaults, an optional YAML file
+and ``key=value`` overrides, then calls the same stage function as the Python API and the recipe
+runner, and shows the result with the renderer the declaration names (:data:`RENDERERS`). The few
+commands that are not stages (model info/presets, bench peak, doctor, recipe run, eval tasks,
+eval export-lm-eval) are written out below.
+
+Errors: a user's mistake (:class:`bielik.errors.BielikError`, or an ``OSError`` naming a file) is one
+line ``error: <file>: <what>`` on stderr and exit status 2; anything else is a bug: one line, a hint
+to rerun with ``--debug`` and status 1. ``bielik --debug ...`` or ``BIELIK_DEBUG=1`` shows the
+traceback instead. Building this command table imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,71 +28,125 @@ from rich.markup import escape
 from rich.table import Table
 
 from bielik.errors import BielikError
+from bielik.stages import StageDecl, declarations
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
-app = typer.Typer(help="bielik: the Bielik recipe for language-specialised LLMs.", no_args_is_help=True, add_completion=False)
-model_app = typer.Typer(help="Model presets, initialisation and inspection.", no_args_is_help=True)
-tokenizer_app = typer.Typer(help="Tokenizer training, efficiency statistics and vocabulary merging.", no_args_is_help=True)
-data_app = typer.Typer(help="Corpus preparation and packing.", no_args_is_help=True)
-train_app = typer.Typer(help="Training stages (one engine, many objectives).", no_args_is_help=True)
-bench_app = typer.Typer(help="Hardware and speed measurements.", no_args_is_help=True)
-recipe_app = typer.Typer(help="Run whole recipes (stage graphs).", no_args_is_help=True)
-quant_app = typer.Typer(help="GGUF export, importance matrices, quantisation and comparison (llama.cpp).", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.", no_args_is_help=True)
-compress_app = typer.Typer(help="Minitron compression: importance, candidate shapes, structured pruning, logit distillation.", no_args_is_help=True)
-quality_app = typer.Typer(help="The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).", no_args_is_help=True)
-for sub, name in [(model_app, "model"), (tokenizer_app, "tokenizer"), (data_app, "data"), (train_app, "train"),
-                  (bench_app, "bench"), (recipe_app, "recipe"), (quant_app, "quant"), (eval_app, "eval"), (compress_app, "compress")]:
-    app.add_typer(sub, name=name)
-data_app.add_typer(quality_app, name="quality")
+# rich_markup_mode=None: help strings are plain text (a stage's "models=[a,b]" is not rich markup)
+app = typer.Typer(help="bielik: the Bielik recipe for language-specialised LLMs.", no_args_is_help=True,
+                  add_completion=False, rich_markup_mode=None)
+
+# command groups, by path; a stage declaration or an extra command may use any of them
+GROUPS: dict[tuple[str, ...], str] = {
+    ("model",): "Model presets, initialisation and inspection.",
+    ("tokenizer",): "Tokenizer training, efficiency statistics and vocabulary merging.",
+    ("data",): "Corpus preparation and packing.",
+    ("data", "quality"): "The HIGH/MEDIUM/LOW quality classifier (XGBoost on stylometric features).",
+    ("train",): "Training stages (one engine, many objectives).",
+    ("bench",): "Hardware and speed measurements.",
+    ("recipe",): "Run whole recipes (stage graphs).",
+    ("quant",): "GGUF export, importance matrices, quantisation and comparison (llama.cpp).",
+    ("eval",): "Evaluation: Open PL LLM Leaderboard tasks, Polish EQ-Bench, Polish MT-Bench.",
+    ("compress",): "Minitron compression: importance, candidate shapes, structured pruning, logit distillation.",
+}
+_groups: dict[tuple[str, ...], typer.Typer] = {(): app}
+for _path, _help in GROUPS.items():
+    _groups[_path] = typer.Typer(help=_help, no_args_is_help=True, rich_markup_mode=None)
+    _groups[_path[:-1]].add_typer(_groups[_path], name=_path[-1])
+
+
+def group(*path: str) -> typer.Typer:
+    """The Typer of the command group ``path`` (``()`` is the top level)."""
+    if path not in _groups:
+        raise KeyError(f"no command group {' '.join(path)!r}; add it to bielik.cli.GROUPS")
+    return _groups[path]
+
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file", exists=False)
-OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10", show_default=False)
+OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10",
+                              show_default=False)
+
+# ------------------------------------------------------------------------------------------ errors
+
+_debug = False
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="show the Python traceback of an error (or BIELIK_DEBUG=1)"),
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def debug_enabled() -> bool:
+    return _debug or os.environ.get("BIELIK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message of an error the user caused (bad input), or ``None`` for a bug.
+
+    :class:`BielikError` messages name the file (line, key, tensor) themselves; an ``OSError`` that
+    carries a file name (missing file, permission denied, a directory where a file was expected) is
+    shown as ``<file>: <reason>``.
+    """
+    if isinstance(exc, BielikError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return None
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Print BielikErrors as one clear line (no traceback) and exit with status 2."""
+    """Run a command: user errors are one line and exit 2, bugs one line and exit 1 (tracebacks with --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except BielikError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort):
+            raise
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            message = user_message(exc)
+            if message is not None:
+                console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            first = (str(exc).strip().splitlines() or [""])[0]
+            console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} "
+                          "(a bug: run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
 
-def _run_stage(kind: str, config: Optional[Path], overrides: Optional[list[str]]) -> Any:
-    from bielik.config import load_config
-    from bielik.stages import registry
-
-    stage = registry()[kind]
-    cfg = load_config(stage.config, config, overrides or [])
-    return stage.run(cfg)
+# --------------------------------------------------------------------------------------- renderers
 
 
-def _stage_command(group: typer.Typer, name: str, kind: str, doc: str, show: Callable[[Any], None] | None = None) -> None:
-    @user_errors
-    def command(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
-        result = _run_stage(kind, config, overrides)
-        if show is not None:
-            show(result)
-        elif result is not None:
-            out.print(f"[green]done:[/] {result}", highlight=False)
-
-    command.__doc__ = doc
-    group.command(name)(command)
+def _show_done(result: Any) -> None:
+    if result is not None:
+        out.print(f"[green]done:[/] {escape(str(result))}", highlight=False)
 
 
-def _show_summary(summary: dict) -> None:
+def _show_json(summary: Any) -> None:
     out.print_json(json.dumps(summary, default=str))
+
+
+def _show_table(res: dict) -> None:
+    out.print(res["table"] + f"\nwritten to {res['output']}", highlight=False, markup=False)
+
+
+def _show_report_md(res: dict) -> None:
+    out.print((Path(res["output"]) / "report.md").read_text(encoding="utf-8"), highlight=False, markup=False)
+
+
+def _show_plan(res: dict) -> None:
+    out.print(res["table"], highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_upscale(summary: dict) -> None:
@@ -93,91 +157,92 @@ def _show_upscale(summary: dict) -> None:
 
 def _show_samples(samples: list[dict]) -> None:
     for s in samples:
-        out.print(f"[bold]{s['prompt']}[/]{s['completion']}", highlight=False)
+        out.print(f"[bold]{escape(s['prompt'])}[/]{escape(s['completion'])}", highlight=False)
 
 
-_stage_command(tokenizer_app, "train", "tokenizer.train", "Train a BPE tokenizer (HF directory); style=sentencepiece for byte fallback.")
-_stage_command(tokenizer_app, "stats", "tokenizer.stats", "Tokens, CpT and TpW of tokenizers on texts (Markdown table + chart).",
-               lambda res: out.print(res["table"] + f"\nwritten to {res['output']}", highlight=False, markup=False))
-_stage_command(tokenizer_app, "merge", "tokenizer.merge", "Extend base=mistral-v0.1 with extra=DIR; report non-canonical words, unreachable tokens, conflicting merges.",
-               lambda res: out.print((Path(res["output"]) / "report.md").read_text(encoding="utf-8"), highlight=False, markup=False))
-_stage_command(data_app, "pack", "data.pack", "Tokenize, mix languages by token share and pack fixed-length shards.")
-_stage_command(data_app, "instruct", "data.instruct",
-               "Construct Polish SFT dialogues (diacritics, punctuation, cloze, numbers, dates, headlines) from the corpus.")
+def _show_tables(kind: str, result: Any, cfg: Any) -> None:
+    """The stage's tables as the report shows them (one place: :func:`bielik.report.tables_for`), from the
+    ``metrics.json`` the stage wrote (its return value when it wrote none)."""
+    from bielik.artifacts import read_json
+    from bielik.report.render import to_rich
+    from bielik.report.tables import tables_for
 
-
-def _show_funnel(metrics: dict) -> None:
-    if metrics.get("status") == "incomplete":
-        out.print(f"[yellow]{metrics['message']}[/] ({metrics['work_dir']})", highlight=False)
+    metrics = result
+    output = getattr(cfg, "output", None)
+    if output and (Path(output) / "metrics.json").is_file():
+        metrics = read_json(Path(output) / "metrics.json")
+    if isinstance(metrics, dict) and metrics.get("status") == "incomplete":  # curation stopped early or dry run
+        for job in metrics.get("sbatch") or []:
+            out.print(job["script"], highlight=False, markup=False)
+        out.print(f"[yellow]{escape(metrics['message'])}[/] ({escape(metrics['work_dir'])})", highlight=False)
         return
-    table = Table(title=f"funnel: {metrics['input']:,} -> {metrics['kept']:,} documents")
-    for col in ("step", "dropped", "remaining"):
-        table.add_column(col, justify="left" if col == "step" else "right")
-    for row in metrics["funnel"]:
-        table.add_row(row["step"], f"{row['dropped']:,}", f"{row['remaining']:,}")
-    out.print(table)
-    if metrics.get("bad_records_skipped"):
-        out.print(f"bad records skipped: {metrics['bad_records_skipped']:,}")
-    for key in ("changed", "pii_spans"):
-        if metrics.get(key):
-            out.print(f"{key}: " + ", ".join(f"{k} {v:,}" for k, v in metrics[key].items()), highlight=False)
+    for t in tables_for(kind, metrics):
+        out.print(to_rich(t))
+    if output:
+        out.print(f"[green]done:[/] {escape(str(output))}", highlight=False)
 
 
-def _show_quality(report: dict) -> None:
-    from bielik.data.curate.quality import format_report
-
-    if "per_class" in report:
-        out.print(format_report(report), highlight=False)
-    else:
-        out.print_json(json.dumps(report, default=str))
+def _show_report(res: dict) -> None:
+    files = ", ".join(str(Path(res["output"]) / f) for f in res["files"])
+    out.print(f"[green]report:[/] {res['stages']} stages, {res['tables']} tables, {res['figures']} figures -> "
+              f"{escape(files)}", highlight=False)
 
 
-_stage_command(data_app, "clean", "data.clean", "Cleaning heuristics with a drop reason per document: inputs=[...] output=DIR.", _show_funnel)
-_stage_command(data_app, "anonymize", "data.anonymize", "Replace Polish PII (e-mail, URL, phone, address, PESEL, NIP, IBAN) by placeholders.", _show_funnel)
-_stage_command(data_app, "dedup", "data.dedup", "Exact + MinHash-LSH near-duplicate removal: dedup.threshold=0.8.", _show_funnel)
-_stage_command(data_app, "features", "data.features", "Stylometric features (Morfeusz 2) of every document to Parquet.", _show_funnel)
-_stage_command(data_app, "curate", "data.curate", "Clean + anonymise + quality filter + dedup on datatrove (executor.kind=local|slurm|ray).", _show_funnel)
-_stage_command(quality_app, "build", "quality.build", "Construct the labelled HIGH/MEDIUM/LOW set from edited Polish text (train/test).", _show_summary)
-_stage_command(quality_app, "train", "quality.train", "Train the classifier: train=labelled.jsonl|DIR output=DIR.", _show_summary)
-_stage_command(quality_app, "eval", "quality.eval", "Per-class/macro precision, recall, F1 and a confusion-matrix PNG: data=... model=DIR.", _show_quality)
-_stage_command(quality_app, "filter", "data.quality_filter", "Keep documents with P(HIGH) > quality.threshold (default 0.90).", _show_funnel)
-_stage_command(model_app, "init", "model.init", "Write a freshly initialised HF model from a preset.")
-_stage_command(model_app, "upscale", "model.upscale", "Depth up-scaling: m=7 (s = 2(n-m) layers) or layer_map=[...]; dry_run=true counts on meta.", _show_upscale)
-_stage_command(model_app, "merge", "model.merge", "Linear merge: models=[a,b] weights=[0.5,0.5] output=DIR.", _show_summary)
-_stage_command(model_app, "swap-tokenizer", "model.swap_tokenizer", "New tokenizer, embeddings initialised with FOCUS (init=focus|mean|random).", _show_summary)
-_stage_command(train_app, "pretrain", "train.pretrain", "(Continued) pretraining; works under torchrun (DDP/FSDP2).", _show_summary)
-_stage_command(train_app, "sft", "train.sft", "SFT on chat data (default: the shipped mix): assistant-only loss, packing, WICE, adaptive LR; torchrun-ready.",
-               _show_summary)
-_stage_command(train_app, "dpo", "train.dpo", "DPO-P on preference pairs (default: the shipped pairs): beta=0.1 lam=5; reference log-probs cached; torchrun-ready.",
-               _show_summary)
-_stage_command(train_app, "grpo", "train.grpo", "GRPO on math tasks (default: the shipped ones): group_size=8, rewards accuracy+format, k3 KL; torchrun-ready.",
-               _show_summary)
-_stage_command(app, "generate", "generate", "Sample continuations of prompts from an HF model directory.", _show_samples)
+def _show_mt_bench(summary: dict) -> None:
+    from bielik.eval.mt_bench import markdown
+
+    out.print(markdown(summary, summary["model"]), highlight=False, markup=False)
 
 
-def _show_quantized(metrics: dict) -> None:
-    for f in metrics["files"]:
-        out.print(f"{f['file']}: {f['bits_per_weight']:.2f} bits/weight, {f['bytes'] / 2**20:,.1f} MiB", highlight=False)
+# renderer name (StageDecl.show) -> how the CLI prints the stage's result; "tables" (most stages) prints the
+# report's tables of the stage (:func:`_show_tables`), the others show results the report has no table for
+RENDERERS: dict[str, Callable[[Any], None]] = {
+    "done": _show_done, "json": _show_json, "table": _show_table, "report_md": _show_report_md, "plan": _show_plan,
+    "upscale": _show_upscale, "samples": _show_samples, "mt_bench": _show_mt_bench, "report": _show_report,
+}
+TABLES_RENDERER = "tables"
+
+# ---------------------------------------------------------------------------------- stage commands
 
 
-def _show_compare(result: dict) -> None:
-    from bielik.quant.compare import markdown_table
+def load_stage_config(kind: str, config: Optional[Path], overrides: Optional[list[str]]) -> Any:
+    """``kind``'s config: defaults <- YAML <- ``key=value`` overrides (as the recipe runner builds it)."""
+    from bielik.config import load_config
+    from bielik.stages import get
 
-    out.print(markdown_table(result), highlight=False, markup=False)
-
-
-_stage_command(quant_app, "export", "quant.export", "HF checkpoint -> GGUF: model=DIR output=DIR outtype=f16|bf16|f32.")
-_stage_command(quant_app, "imatrix", "quant.imatrix", "Importance matrix on PL/EN calibration text: model=GGUF text.mix={pl:0.5,en:0.5}.")
-_stage_command(quant_app, "quantize", "quant.quantize", "Quantise: model=GGUF types=[Q4_K_M,Q2_K] imatrix=FILE (with and without it).", _show_quantized)
-_stage_command(quant_app, "compare", "quant.compare", "Quantised vs reference on held-out Polish text: PPL, KLD, Δp, same top.", _show_compare)
-_stage_command(compress_app, "importance", "compress.importance", "Importance of channels, neurons, heads and Block Influence per layer: model=DIR.", _show_summary)
-_stage_command(compress_app, "plan", "compress.plan", "Candidate shapes and exact parameter counts: base=bielik-11b-v3 budget=7.35B.",
-               lambda res: out.print(res["table"], highlight=False, markup=False, soft_wrap=True))
-_stage_command(compress_app, "prune", "compress.prune", "Prune to a shape: model=DIR importance=DIR layers=40 intermediate_size=11264.", _show_summary)
-_stage_command(compress_app, "distill", "compress.distill", "Logit distillation: teacher=DIR student=DIR data=DIR tau=1 alpha=0 top_k=0.", _show_summary)
+    return load_config(get(kind).config, config, overrides or [])
 
 
-@model_app.command("info")
+def _add_stage_command(decl: StageDecl) -> None:
+    if decl.show != TABLES_RENDERER and decl.show not in RENDERERS:
+        raise KeyError(f"stage {decl.kind}: no renderer {decl.show!r} in bielik.cli.RENDERERS")
+
+    @user_errors
+    def command(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+        from bielik.stages import get
+
+        overrides = list(overrides or [])
+        if decl.arg and overrides and "=" not in overrides[0]:  # `bielik report RUN_DIR` = `run_dir=RUN_DIR`
+            overrides[0] = f"{decl.arg}={overrides[0]}"
+        cfg = load_stage_config(decl.kind, config, overrides)
+        result = get(decl.kind).run(cfg)
+        if decl.show == TABLES_RENDERER:
+            _show_tables(decl.kind, result, cfg)
+        else:
+            RENDERERS[decl.show](result)
+
+    command.__name__ = f"{decl.kind.replace('.', '_')}_cmd"
+    command.__doc__ = decl.help
+    group(*decl.cli[:-1]).command(decl.cli[-1], help=decl.help)(command)
+
+
+for _decl in declarations():
+    _add_stage_command(_decl)
+
+# ---------------------------------------------------------------------------------- other commands
+
+
+@group("model").command("info")
 @user_errors
 def model_info_cmd(
     names: list[str] = typer.Argument(..., help="preset names or HF model directories"),
@@ -185,22 +250,29 @@ def model_info_cmd(
 ) -> None:
     """Shape and parameter counts (built on the meta device: no memory needed)."""
     from bielik.model.factory import human, model_info
+    from bielik.model.loading import check_hf_dir
 
+    for name in names:
+        if Path(name).is_dir():
+            check_hf_dir(name)  # a damaged directory: one line naming the file, not a transformers traceback
     infos = [model_info(n) for n in names]
     if as_json:
         out.print_json(json.dumps(infos))
         return
     table = Table(title="model info")
-    for col in ("model", "arch", "layers", "hidden", "ffn", "heads/kv", "vocab", "parameters", "non-embedding", "bf16 GiB"):
+    for col in ("model", "arch", "layers", "hidden", "ffn", "heads/kv", "vocab", "parameters", "non-embedding",
+                "bf16 GiB"):
         table.add_column(col, justify="right" if col not in ("model", "arch") else "left")
     for i in infos:
-        table.add_row(i["name"], i["architecture"], str(i["layers"]), str(i["hidden_size"]), str(i["intermediate_size"]),
+        table.add_row(i["name"], i["architecture"], str(i["layers"]), str(i["hidden_size"]),
+                      str(i["intermediate_size"]),
                       f"{i['attention_heads']}/{i['kv_heads']}", str(i["vocab_size"]), i["parameters_human"],
                       human(i["non_embedding_parameters"]), str(i["bf16_weights_gib"]))
     out.print(table)
 
 
-@model_app.command("presets")
+@group("model").command("presets")
+@user_errors
 def model_presets_cmd() -> None:
     """List the named presets."""
     from bielik.model.presets import preset_names
@@ -209,7 +281,7 @@ def model_presets_cmd() -> None:
         out.print(n)
 
 
-@bench_app.command("peak")
+@group("bench").command("peak")
 @user_errors
 def bench_peak_cmd(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
     """Measure matmul peak FLOP/s (fp32, bf16); cached for MFU."""
@@ -226,25 +298,8 @@ def bench_peak_cmd(overrides: Optional[list[str]] = OverridesArg, config: Option
     out.print(table)
 
 
-@bench_app.command("speed")
-@user_errors
-def bench_speed_cmd(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
-    """Single-stream decode speed: models=[HF_DIR,model.gguf] (HF: fp32 and bf16); TTFT, TPOT, tokens/s."""
-    result = _run_stage("bench.speed", config, overrides)
-    table = Table(title="single-stream speed: median (min-max)")
-    for col in ("model", "engine", "weights", "output tok/s", "TTFT ms", "TPOT ms", "prompt tok/s"):
-        table.add_column(col, justify="left" if col in ("model", "engine", "weights") else "right")
-
-    def cell(s: dict, fmt: str) -> str:
-        return f"{s['median']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
-
-    for r in result:
-        table.add_row(Path(r["model"]).name, r["engine"], r["dtype"], cell(r["output_tok_s"], ".1f"), cell(r["ttft_ms"], ".1f"),
-                      cell(r["tpot_ms"], ".2f"), cell(r["prompt_tok_s"], ".0f"))
-    out.print(table)
-
-
 @app.command("doctor")
+@user_errors
 def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Versions, devices, bf16 support, optional components (and how to install them)."""
     from bielik.doctor import report
@@ -258,58 +313,51 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON"))
     for dev in rep["devices"]:
         out.print(f"device {dev['device']}: {dev['name']} · bf16: {dev['bf16']}")
     dist = rep["distributed"]
-    out.print(f"torch.distributed: {'yes' if dist['available'] else 'no'} (gloo {dist['gloo']}, nccl {dist['nccl']}) · CUDA {rep['cuda']}")
+    out.print(f"torch.distributed: {'yes' if dist['available'] else 'no'} (gloo {dist['gloo']}, nccl {dist['nccl']})"
+              f" · CUDA {rep['cuda']}")
     table = Table(title="optional components")
     for col in ("component", "status", "for", "install"):
         table.add_column(col)
     for o in rep["optional"]:
-        table.add_row(o["component"], f"[green]{o['version']}[/]" if o["installed"] else "[yellow]missing[/]", o["for"], "" if o["installed"] else escape(o["install"]))
+        table.add_row(o["component"], f"[green]{o['version']}[/]" if o["installed"] else "[yellow]missing[/]", o["for"],
+                      "" if o["installed"] else escape(o["install"]))
     out.print(table)
-    out.print(f"llama.cpp builds: {', '.join(rep['llama_cpp_builds']) or 'none (built on first use by the quantisation stages)'}")
+    builds = ", ".join(rep["llama_cpp_builds"]) or "none (built on first use by the quantisation stages)"
+    out.print(f"llama.cpp builds: {builds}")
     out.print(f"peak FLOP/s cache: {rep['peak_flops_cache'] or 'none (run `bielik bench peak` for MFU)'}")
 
 
-@recipe_app.command("run")
+@group("recipe").command("run")
 @user_errors
 def recipe_run_cmd(
     path: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/tiny-pl.yaml"),
     overrides: Optional[list[str]] = OverridesArg,
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, run nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate, build the models on meta and print every "
+                                 "stage's plan, parameter counts, token budget, GPU-hours and launch commands; run "
+                                 "nothing"),
     force: bool = typer.Option(False, "--force", help="re-run stages that are already done"),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="run this stage and every stage after it"),
+    until_stage: Optional[str] = typer.Option(None, "--until", help="stop after this stage"),
+    only: Optional[str] = typer.Option(None, "--only", help="run just this stage (e.g. on every torchrun rank)"),
 ) -> None:
-    """Run a recipe's stages in order, skipping those already done."""
+    """Run a recipe's stages in order, skipping those done with unchanged config and inputs."""
     from bielik.recipe import load_recipe, run_recipe
 
-    results = run_recipe(load_recipe(path, overrides or []), dry_run=dry_run, force=force)
+    recipe = load_recipe(path, overrides or [])
+    if dry_run:
+        from bielik.recipe_plan import dry_run as plan_dry_run
+
+        plan = plan_dry_run(recipe, force, from_stage, until_stage, only)
+        out.print(plan.text(), highlight=False, markup=False, soft_wrap=True)
+        return
+    results = run_recipe(recipe, force=force, from_stage=from_stage, until_stage=until_stage, only=only)
     for name, res in results.items():
         if isinstance(res, list) and res and isinstance(res[0], dict) and "completion" in res[0]:
             out.print(f"\n[bold]{name}[/]:")
             _show_samples(res)
 
 
-# ---------------------------------------------------------------------------------------- eval
-
-
-def _show_leaderboard(summary: dict) -> None:
-    from bielik.eval.leaderboard import markdown
-
-    out.print(markdown({int(k): v for k, v in summary["shots"].items()}, summary.get("perplexity")), highlight=False, markup=False)
-
-
-def _show_mt_bench(summary: dict) -> None:
-    from bielik.eval.mt_bench import markdown
-
-    out.print(markdown(summary, summary["model"]), highlight=False, markup=False)
-
-
-_stage_command(eval_app, "leaderboard", "eval.leaderboard",
-               "Open PL LLM Leaderboard tasks: model=DIR num_fewshot=[0,5] data_dir=[DIR]; see `bielik eval tasks`.", _show_leaderboard)
-_stage_command(eval_app, "eq-bench", "eval.eq_bench", "Polish EQ-Bench (zero-shot): model=DIR.", _show_leaderboard)
-_stage_command(eval_app, "mt-bench", "eval.mt_bench",
-               "Polish MT-Bench: model=DIR judge.base_url=URL judge.model=NAME (key from $BIELIK_JUDGE_API_KEY).", _show_mt_bench)
-
-
-@eval_app.command("tasks")
+@group("eval").command("tasks")
 @user_errors
 def eval_tasks_cmd(
     data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
@@ -323,7 +371,8 @@ def eval_tasks_cmd(
     rows = []
     for name, t in all_tasks().items():
         have = [s for s in t.dataset.files if find_split_file(t, s, dirs)]
-        rows.append({"task": name, "family": t.family, "type": t.output_type, "metric": t.leaderboard.metric if t.leaderboard else None,
+        rows.append({"task": name, "family": t.family, "type": t.output_type,
+                     "metric": t.leaderboard.metric if t.leaderboard else None,
                      "baseline": t.leaderboard.baseline if t.leaderboard else None, "data": have})
     if as_json:
         out.print_json(json.dumps(rows))
@@ -332,16 +381,18 @@ def eval_tasks_cmd(
     for col in ("task", "type", "leaderboard metric", "baseline", "splits with data"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["task"], "mc" if r["type"] == "multiple_choice" else "gen", r["metric"] or "", "" if r["baseline"] is None else f"{r['baseline']:.3f}",
+        table.add_row(r["task"], "mc" if r["type"] == "multiple_choice" else "gen", r["metric"] or "",
+                      "" if r["baseline"] is None else f"{r['baseline']:.3f}",
                       ", ".join(r["data"]) or "[yellow]none[/]")
     out.print(table)
 
 
-@eval_app.command("export-lm-eval")
+@group("eval").command("export-lm-eval")
 @user_errors
 def eval_export_cmd(
     tasks: list[str] = typer.Argument(..., help="task names"),
-    output: Path = typer.Option(..., "--output", "-o", help="folder for the lm-eval YAMLs (pass it to lm_eval --include_path)"),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="folder for the lm-eval YAMLs (pass it to lm_eval --include_path)"),
     data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
 ) -> None:
     """Write tasks as lm-evaluation-harness YAMLs over the local data files (dataset_path: json)."""
@@ -358,10 +409,29 @@ def eval_export_cmd(
         out.print(f"wrote {write_lmeval_task(spec, files, output)}", highlight=False)
 
 
-def main() -> None:
-    from bielik.log import setup_logging
+# ------------------------------------------------------------------------------------------ entry
 
-    setup_logging()
+
+def command_paths() -> dict[tuple[str, ...], Any]:
+    """Every leaf command of the CLI: path (e.g. ``("train", "sft")``) -> its click command."""
+    found: dict[tuple[str, ...], Any] = {}
+
+    def walk(cmd: Any, path: tuple[str, ...]) -> None:
+        if hasattr(cmd, "commands"):  # a group (typer vendors its own click: no isinstance check)
+            for name, sub in cmd.commands.items():
+                walk(sub, path + (name,))
+        else:
+            found[path] = cmd
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def main() -> None:
+    """The ``bielik`` entry point: the process-wide settings (logging, per-rank threads), then the command."""
+    from bielik.runtime import configure_process
+
+    configure_process()
     app()
 
 

@@ -3,7 +3,7 @@
 Every stage has a pydantic model deriving from :class:`StageConfig`. Unknown keys are errors (a
 misspelt key must never be silently ignored) and the message suggests the nearest valid key::
 
-    config error (recipes/tiny-pl.yaml): unknown key 'optim.lerning_rate'; did you mean 'optim.lr'?
+    recipes/tiny-pl.yaml:7: unknown key 'optim.lerning_rate'; did you mean 'optim.lr'?
 
 ``load_config(Model, path, overrides)`` merges, in order: the model's defaults, the YAML file, the
 overrides (``optim.lr=3e-4``; values are parsed as YAML scalars, so ``true``, ``1e-3`` and
@@ -74,18 +74,51 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{path}: config file does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path}{where} is not valid YAML: {exc}") from None
+        raise ConfigError(_yaml_error(path, exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: config file is not UTF-8 text (byte {exc.start})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(f"{path}: config file must hold a mapping of keys, not {type(data).__name__}")
     return data
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line ``file:line:column: not valid YAML (problem)`` from PyYAML's multi-line message."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"{path}{where}: not valid YAML ({problem}{', ' + context if context else ''})"
+
+
+def key_lines(path: str | Path) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key in a YAML file, by its dotted path (``("optim", "lr")``).
+
+    Used to point a validation error at the line that holds the bad key; empty when the file cannot
+    be composed (its syntax error is reported by :func:`read_yaml`).
+    """
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                dotted = prefix + (str(key.value),)
+                lines[dotted] = key.start_mark.line + 1
+                walk(value, dotted)
+
+    if root is not None:
+        walk(root, ())
+    return lines
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -99,11 +132,17 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def _explain(model: type[BaseModel], exc: ValidationError, source: str) -> ConfigError:
+def _explain(model: type[BaseModel], exc: ValidationError, source: str,
+             lines_of: dict[tuple[str, ...], int] | None = None) -> ConfigError:
+    """One line naming the source (``file:line`` when the bad key's line is known) and every bad key."""
     valid = _valid_keys(model)
     lines = []
+    where = source
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
+        line = (lines_of or {}).get(tuple(str(p) for p in err["loc"]))
+        if line is not None and where == source:
+            where = f"{source}:{line}" if " + " not in source else f"{source.split(' + ')[0]}:{line} (+ overrides)"
         if err["type"] == "extra_forbidden":
             leaf = key.rsplit(".", 1)[-1]
             parent = key[: len(key) - len(leaf)]
@@ -111,17 +150,22 @@ def _explain(model: type[BaseModel], exc: ValidationError, source: str) -> Confi
             near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.5)
             hint = f"; did you mean '{parent}{near[0]}'?" if near else f"; valid keys: {', '.join(siblings)}"
             lines.append(f"unknown key '{key}'{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"key '{key}' is required")
         else:
             got = err.get("input")
             lines.append(f"key '{key}': {err['msg']} (got {got!r})")
-    return ConfigError(f"config error ({source}): " + "; ".join(lines))
+    prefix = "config (defaults)" if where == "defaults" else where
+    return ConfigError(f"{prefix}: " + "; ".join(lines))
 
 
-def validate(model: type[C], data: dict[str, Any], source: str = "config") -> C:
+def validate(model: type[C], data: dict[str, Any], source: str = "config",
+             lines_of: dict[tuple[str, ...], int] | None = None) -> C:
+    """``model`` from ``data``; a :class:`ConfigError` naming ``source`` (and the line, from ``lines_of``)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _explain(model, exc, source) from None
+        raise _explain(model, exc, source, lines_of) from None
 
 
 def load_config(
@@ -133,10 +177,26 @@ def load_config(
     """Build ``model`` from defaults <- ``base`` <- YAML file at ``path`` <- ``overrides``."""
     data: dict[str, Any] = dict(base or {})
     sources = []
+    lines_of: dict[tuple[str, ...], int] = {}
     if path is not None:
         data = deep_merge(data, read_yaml(path))
         sources.append(str(path))
+        lines_of = key_lines(path)
     if overrides:
-        data = deep_merge(data, parse_overrides(overrides))
+        parsed = parse_overrides(overrides)
+        data = deep_merge(data, parsed)
         sources.append("command-line overrides")
-    return validate(model, data, " + ".join(sources) or "defaults")
+        lines_of = {k: v for k, v in lines_of.items() if not _overridden(k, parsed)}
+    return validate(model, data, " + ".join(sources) or "defaults", lines_of)
+
+
+def _overridden(key: tuple[str, ...], tree: dict[str, Any]) -> bool:
+    """Whether an override sets ``key`` (or a parent of it): its line in the file is then not the culprit."""
+    node: Any = tree
+    for part in key:
+        if not isinstance(node, dict):
+            return True  # an override replaced a parent of the key by a value
+        if part not in node:
+            return False
+        node = node[part]
+    return True

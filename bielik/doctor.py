@@ -13,21 +13,21 @@ CORE = ["torch", "transformers", "tokenizers", "safetensors", "numpy", "pydantic
 
 # (import name, distribution, what it enables, how to install)
 OPTIONAL = [
-    ("accelerate", "accelerate", "transformers.Trainer baseline in benchmarks/", "pip install 'bielik[bench]'"),
-    ("torch.utils.tensorboard", "tensorboard", "TensorBoard logging (logging.tensorboard=true)", "pip install 'bielik[tensorboard]'"),
-    ("wandb", "wandb", "Weights & Biases logging (logging.wandb=true)", "pip install 'bielik[wandb]'"),
+    ("accelerate", "accelerate", "transformers.Trainer baseline in benchmarks/", "pip install 'bielik-toolkit[bench]'"),
+    ("torch.utils.tensorboard", "tensorboard", "TensorBoard logging (logging.tensorboard=true)", "pip install 'bielik-toolkit[tensorboard]'"),
+    ("wandb", "wandb", "Weights & Biases logging (logging.wandb=true)", "pip install 'bielik-toolkit[wandb]'"),
     ("trl", "trl", "reference implementation for post-training tests", "pip install trl"),
-    ("lm_eval", "lm-eval", "reference harness for eval parity tests and benchmarks/eval_speed.py", "pip install 'bielik[lmeval]'"),
-    ("requests", "requests", "MT-Bench judge client (bielik eval mt-bench)", "pip install 'bielik[eval]'"),
-    ("datatrove", "datatrove", "corpus curation at scale", "pip install 'bielik[curate]'"),
-    ("morfeusz2", "morfeusz2", "Polish morphology for stylometric features", "pip install 'bielik[curate]'"),
-    ("xgboost", "xgboost-cpu", "quality classifier", "pip install 'bielik[curate]'"),
-    ("py3langid", "py3langid", "language identification (curation, MT-Bench responses_pl)", "pip install 'bielik[curate]'"),
-    ("ftfy", "ftfy", "encoding repair in cleaning", "pip install 'bielik[curate]'"),
+    ("lm_eval", "lm-eval", "reference harness for eval parity tests and benchmarks/eval_speed.py", "pip install 'bielik-toolkit[lmeval]'"),
+    ("requests", "requests", "MT-Bench judge client (bielik eval mt-bench)", "pip install 'bielik-toolkit[eval]'"),
+    ("datatrove", "datatrove", "corpus curation at scale", "pip install 'bielik-toolkit[curate]'"),
+    ("morfeusz2", "morfeusz2", "Polish morphology for stylometric features", "pip install 'bielik-toolkit[curate]'"),
+    ("xgboost", "xgboost-cpu", "quality classifier", "pip install 'bielik-toolkit[curate]'"),
+    ("py3langid", "py3langid", "language identification (curation, MT-Bench responses_pl)", "pip install 'bielik-toolkit[curate]'"),
+    ("ftfy", "ftfy", "encoding repair in cleaning", "pip install 'bielik-toolkit[curate]'"),
     ("gguf", "gguf", "GGUF files", "pip install gguf"),
-    ("mistral_common", "mistral-common", "real Mistral tokenizers for comparisons", "pip install 'bielik[tokenizer]'"),
-    ("sentencepiece", "sentencepiece", "SentencePiece models and GGUF SentencePiece vocabularies (tokenizer stats/merge)", "pip install 'bielik[tokenizer]'"),
-    ("fasttext", "fasttext-community", "FOCUS auxiliary embeddings (model swap-tokenizer init=focus)", "pip install 'bielik[tokenizer]'"),
+    ("mistral_common", "mistral-common", "real Mistral tokenizers for comparisons", "pip install 'bielik-toolkit[tokenizer]'"),
+    ("sentencepiece", "sentencepiece", "SentencePiece models and GGUF SentencePiece vocabularies (tokenizer stats/merge)", "pip install 'bielik-toolkit[tokenizer]'"),
+    ("fasttext", "fasttext-community", "FOCUS auxiliary embeddings (model swap-tokenizer init=focus)", "pip install 'bielik-toolkit[tokenizer]'"),
 ]
 
 

@@ -1,8 +1,10 @@
 """User-facing errors.
 
-Anything a user can cause (a bad config key, a missing file, a malformed JSONL line) raises a
-:class:`BielikError` whose message names the file, line or key and what was expected. The CLI prints
-it without a traceback and exits with status 2.
+Anything a user can cause (a bad config key, a missing file, a malformed JSONL line, a truncated
+safetensors shard) raises a :class:`BielikError` whose message starts with the file (and line, key or
+tensor) and says what was expected: ``corpus.jsonl:2: not a valid JSON object (...)``. The CLI prints
+it as one line ``error: <message>`` without a traceback and exits with status 2; any other exception
+is a bug (one line, exit status 1). ``bielik --debug`` or ``BIELIK_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations

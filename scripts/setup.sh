@@ -27,7 +27,15 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 stamp="$venv/.bielik-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  echo "[setup] installing bielik[$extras]" >&2
+  # The distribution was named `bielik` before it became `bielik-toolkit` (that name on the package index
+  # is an unrelated package with the same import name and command). A `bielik` distribution left in this
+  # venv, ours from before the rename or that other one, would shadow or later delete our `bielik` command
+  # and package: remove it before installing (after would delete the command this install writes).
+  if "$venv/bin/python" -m pip --disable-pip-version-check show -q bielik >/dev/null 2>&1; then
+    echo "[setup] removing the distribution named 'bielik' (this project is now 'bielik-toolkit')" >&2
+    "${pip[@]}" uninstall -y bielik
+  fi
+  echo "[setup] installing bielik-toolkit[$extras]" >&2
   "${pip[@]}" install -e "$root[$extras]"
   touch "$stamp"
 fi

@@ -50,7 +50,8 @@ def tiny_data(tmp_path_factory, tiny_tokenizer) -> Path:
     from bielik.data.pack import PackConfig, pack
 
     out = tmp_path_factory.mktemp("data") / "packed"
-    pack(PackConfig(tokenizer=str(tiny_tokenizer), output=str(out), seq_len=64, max_tokens=400_000, val_fraction=0.03))
+    pack(PackConfig(tokenizer=str(tiny_tokenizer), output=str(out), seq_len=64, max_tokens=400_000, val_fraction=0.03,
+                    mix={"pl": 0.75, "en": 0.25}))
     return out
 
 

@@ -73,7 +73,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     try:
         from gguf import GGUFReader
     except ImportError:
-        raise BielikError("reading GGUF files needs the gguf package: pip install 'bielik[quant]'") from None
+        raise BielikError("reading GGUF files needs the gguf package: pip install 'bielik-toolkit[quant]'") from None
     try:
         reader = GGUFReader(path, "r")
     except Exception as exc:  # noqa: BLE001 - gguf-py raises ValueError/IndexError/struct errors on damage

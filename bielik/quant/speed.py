@@ -30,6 +30,7 @@ from bielik.config import StageConfig
 from bielik.errors import BielikError
 from bielik.log import get_logger
 from bielik.progress import progress
+from bielik.runtime import threads
 
 log = get_logger(__name__)
 
@@ -78,14 +79,16 @@ def _prompt_ids(model_dir: Path, n: int, vocab_size: int):
 def time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
     """TTFT and TPOT of one greedy request through :func:`bielik.model.generation.sample` (the decode loop of
     ``generate``, eval and GRPO). No stop tokens: every run decodes exactly ``new_tokens`` tokens."""
+    with threads(cfg.threads):  # restores the caller's thread count
+        return _time_hf(model_dir, dtype, cfg)
+
+
+def _time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
     import torch
 
     from bielik.model.generation import DecodeTimings, HFForward, SamplingParams, sample
     from bielik.model.loading import load_hf_model
 
-    threads = cfg.threads or None
-    if threads:
-        torch.set_num_threads(threads)
     model = load_hf_model(model_dir).to(getattr(torch, dtype)).eval()
     ids = _prompt_ids(model_dir, cfg.prompt_tokens, model.config.vocab_size)
     forward, params = HFForward(model), SamplingParams(max_new_tokens=cfg.new_tokens)

@@ -80,7 +80,7 @@ def _sentencepiece(path: Path, name: str, proto: bytes | None = None, kind: str 
     try:
         import sentencepiece as spm
     except ModuleNotFoundError:
-        raise BielikError("SentencePiece models need the sentencepiece package: pip install 'bielik[tokenizer]'") from None
+        raise BielikError("SentencePiece models need the sentencepiece package: pip install 'bielik-toolkit[tokenizer]'") from None
     try:
         sp = spm.SentencePieceProcessor(model_proto=proto) if proto is not None else spm.SentencePieceProcessor(model_file=str(path))
     except (RuntimeError, OSError) as exc:
@@ -147,7 +147,7 @@ def read_gguf_fields(path: Path) -> dict[str, Any]:
     try:
         import gguf
     except ModuleNotFoundError:
-        raise BielikError("GGUF files need the gguf package: pip install 'bielik[tokenizer]'") from None
+        raise BielikError("GGUF files need the gguf package: pip install 'bielik-toolkit[tokenizer]'") from None
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # gguf raises ValueError/struct.error on foreign files
