@@ -21,13 +21,14 @@ writes it last) and ``config.yaml`` equal to the config it would run with (``ove
 (2) the content digests of its inputs equal those recorded when it ran; (3) its last attempt under
 the runner did not fail. Its inputs are every path in its resolved config that exists (files or
 directories; earlier stages' outputs included; its own output excluded); a stage that reads the whole
-run (the report) has every other stage's ``metrics.json`` and ``lineage.json`` as inputs instead. A stage that reruns writes a
-new output, whose digest changes the inputs of the stages that read it, so they rerun too: through
+run (the report) has every other stage's ``metrics.json`` and ``lineage.json`` as inputs instead. A stage that
+reruns writes a new output, whose digest changes the inputs of the stages that read it, so they rerun too: through
 the digests, not by blanket "everything after is dirty" (a stage reading only unchanged inputs stays
 done). A stage whose output was made outside the runner (no ``recipe_inputs`` in its lineage) and
 that has inputs reruns once. Digests are cached by (path, size, mtime_ns) in
 ``<run_dir>/.digest-cache.json`` (:class:`bielik.artifacts.DigestCache`), so an unchanged multi-GB
-checkpoint is not re-read. Training stages resume from their latest checkpoint when they rerun.
+checkpoint is not re-read. A training stage whose last run did not finish resumes from its latest
+checkpoint; one that finished and runs again trains afresh (:func:`set_aside_finished_training`).
 
 **Partial runs** (:func:`run_recipe`): ``from_stage=X`` runs X and every stage after it, done or not;
 ``until_stage=X`` stops after X (stages up to X follow the skip rule); ``only=X`` runs just X. The
@@ -57,6 +58,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -149,12 +151,16 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def _resolve(value: Any, outputs: dict[str, str], where: str) -> Any:
     if isinstance(value, str):
+
         def sub(m: re.Match) -> str:
             name = m.group(1)
             if name not in outputs:
-                raise ConfigError(f"{where}: '${{{name}}}' refers to no earlier stage or input "
-                                  f"(known: {', '.join(outputs) or 'none'})")
+                raise ConfigError(
+                    f"{where}: '${{{name}}}' refers to no earlier stage or input "
+                    f"(known: {', '.join(outputs) or 'none'})"
+                )
             return outputs[name]
+
         return _REF.sub(sub, value)
     if isinstance(value, dict):
         return {k: _resolve(v, outputs, f"{where}.{k}") for k, v in value.items()}
@@ -186,8 +192,10 @@ def plan(recipe: Recipe) -> list[tuple[str, Any, StageConfig]]:
             import difflib
 
             near = difflib.get_close_matches(spec.kind, kinds, n=1)
-            raise ConfigError(f"recipe stage '{name}': unknown kind '{spec.kind}'"
-                              + (f"; did you mean '{near[0]}'?" if near else f" (known: {', '.join(kinds)})"))
+            raise ConfigError(
+                f"recipe stage '{name}': unknown kind '{spec.kind}'"
+                + (f"; did you mean '{near[0]}'?" if near else f" (known: {', '.join(kinds)})")
+            )
         stage = stage_table.get(spec.kind)  # imports only the modules this recipe uses
         out = spec.output or str(Path(recipe.run_dir) / name)
         raw = _resolve(spec.config, outputs, f"stages.{name}.config")
@@ -346,8 +354,9 @@ def select(recipe: Recipe, from_stage: str | None, until_stage: str | None, only
     names = list(recipe.stages)
     for opt, value in (("--from", from_stage), ("--until", until_stage), ("--only", only)):
         if value is not None and value not in names:
-            raise ConfigError(f"{opt} {value}: recipe '{recipe.name}' has no stage of that name "
-                              f"(stages: {', '.join(names)})")
+            raise ConfigError(
+                f"{opt} {value}: recipe '{recipe.name}' has no stage of that name (stages: {', '.join(names)})"
+            )
     if only is not None and (from_stage is not None or until_stage is not None):
         raise ConfigError("--only cannot be combined with --from or --until")
     if only is not None:
@@ -368,15 +377,21 @@ def missing_upstream(recipe: Recipe, steps: list, start: int, end: int) -> list[
     """(stage, earlier stage it reads, that stage's output) for every unselected, unfinished stage read."""
     before = {name: cfg for name, _, cfg in steps[:start]}
     missing = []
-    for name, _, _ in steps[start:end + 1]:
+    for name, _, _ in steps[start : end + 1]:
         for ref in sorted(references(recipe.stages[name].config)):
             if ref in before and not _finished(before[ref]):
                 missing.append((name, ref, str(getattr(before[ref], "output", ""))))
     return missing
 
 
-def run_recipe(recipe: Recipe, dry_run: bool = False, force: bool = False, from_stage: str | None = None,
-               until_stage: str | None = None, only: str | None = None) -> dict[str, Any]:
+def run_recipe(
+    recipe: Recipe,
+    dry_run: bool = False,
+    force: bool = False,
+    from_stage: str | None = None,
+    until_stage: str | None = None,
+    only: str | None = None,
+) -> dict[str, Any]:
     """Run the selected stages of ``recipe`` (all by default) under the skip rule.
 
     Returns ``{stage: result}`` for every considered stage: the stage function's return value, or its
@@ -396,13 +411,15 @@ def run_recipe(recipe: Recipe, dry_run: bool = False, force: bool = False, from_
     missing = missing_upstream(recipe, steps, start, end)
     if missing:
         stage, ref, out = missing[0]
-        raise ConfigError(f"stage '{stage}' reads the output of earlier stage '{ref}' ({out}), which has not finished: "
-                          f"run the recipe with --until {ref} first")
+        raise ConfigError(
+            f"stage '{stage}' reads the output of earlier stage '{ref}' ({out}), which has not finished: "
+            f"run the recipe with --until {ref} first"
+        )
     forced = force or from_stage is not None or only is not None
     state = RunState(recipe)
     cache = DigestCache(Path(recipe.run_dir) / DIGEST_CACHE)
     results: dict[str, Any] = {}
-    for name, stage, cfg in steps[start:end + 1]:
+    for name, stage, cfg in steps[start : end + 1]:
         out = getattr(cfg, "output", None)
         # under torchrun with a forced stage, ranks other than 0 neither decide nor record: no hashing
         hashing = _is_main() or not forced
@@ -423,14 +440,29 @@ def run_recipe(recipe: Recipe, dry_run: bool = False, force: bool = False, from_
         if "overwrite" in stage.config.model_fields:
             cfg.overwrite = True
         started, t0 = _now(), time.perf_counter()
-        state.update(name, kind=stage.kind, output=out, status="running", reused=False, reason=reason, started=started,
-                     finished=None, wall_time_s=None, inputs=digests, error=None)
+        state.update(
+            name,
+            kind=stage.kind,
+            output=out,
+            status="running",
+            reused=False,
+            reason=reason,
+            started=started,
+            finished=None,
+            wall_time_s=None,
+            inputs=digests,
+            error=None,
+        )
+        previous = set_aside_finished_training(cfg)
         try:
             results[name] = stage.run(cfg)
         except BaseException as exc:
+            if previous is not None:
+                log.error("the previous output of stage %s is kept in %s", name, previous)
             wall = round(time.perf_counter() - t0, 3)
-            state.update(name, status="failed", finished=_now(), wall_time_s=wall,
-                         error=f"{type(exc).__name__}: {exc}"[:2000])
+            state.update(
+                name, status="failed", finished=_now(), wall_time_s=wall, error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
             log.error("stage %s (%s) failed after %.1f s: %s", name, stage.kind, wall, exc)
             if _is_main():
                 print(f"to continue: {continue_command(recipe, name)}", file=sys.stderr, flush=True)
@@ -438,9 +470,45 @@ def run_recipe(recipe: Recipe, dry_run: bool = False, force: bool = False, from_
         finished, wall = _now(), round(time.perf_counter() - t0, 3)
         if _is_main() and out and (Path(out) / "lineage.json").is_file():
             lineage = read_json(Path(out) / "lineage.json")
-            lineage.update(recipe=recipe.name, started=started, finished=finished, wall_time_s=wall,
-                           recipe_inputs=digests)
+            lineage.update(
+                recipe=recipe.name, started=started, finished=finished, wall_time_s=wall, recipe_inputs=digests
+            )
             write_json(Path(out) / "lineage.json", lineage)
         state.update(name, status="done", finished=finished, wall_time_s=wall)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
         log.info("stage %s done in %.1f s", name, wall)
     return results
+
+
+PREVIOUS_SUFFIX = ".previous"
+
+
+def set_aside_finished_training(cfg: StageConfig) -> Path | None:
+    """Make a training stage that already *finished* start afresh; return where its old output went.
+
+    A training stage writes into its output directly (checkpoints must outlive a crash) and resumes from
+    its latest checkpoint by default (``train.checkpoint.resume=auto``). That is right when its last run
+    did not finish, but a stage that finished and runs again (``--from``, ``--force``, a changed config or
+    input) would "resume" at its final step and train nothing, or append a second run to its
+    ``metrics.jsonl``. So before such a run its old output is renamed to ``<output>.previous``; it is
+    deleted when the new run finishes and kept (with a log line) when it fails.
+
+    Not under torchrun (``WORLD_SIZE`` > 1): ranks would race on the rename, and relaunching the same
+    ``--only STAGE`` command after a preemption must resume. There, redo a finished stage with
+    ``<stage>.train.checkpoint.resume=never`` in a fresh output directory.
+    """
+    out = getattr(cfg, "output", None)
+    train = getattr(cfg, "train", None)
+    resume = getattr(getattr(train, "checkpoint", None), "resume", None)
+    if not out or resume != "auto" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    out = Path(out)
+    if not (out / "metrics.json").is_file():
+        return None  # never finished: resume from its latest checkpoint
+    previous = out.with_name(out.name + PREVIOUS_SUFFIX)
+    if previous.exists():
+        shutil.rmtree(previous)
+    out.rename(previous)
+    log.info("%s finished before: training afresh (previous output in %s until this run finishes)", out, previous)
+    return previous

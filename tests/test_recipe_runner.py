@@ -28,14 +28,34 @@ def recipe_file(tmp_path, tiny_tokenizer) -> Path:
         "run_dir": str(tmp_path / "run"),
         "inputs": {"tok": {"path": str(tok)}, "text": {"path": str(text)}},
         "stages": {
-            "init": {"kind": "model.init", "config": {
-                "preset": "tiny-llama", "tokenizer": "${tok}",
-                "overrides": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-                              "num_attention_heads": 2, "num_key_value_heads": 1}}},
-            "stats": {"kind": "tokenizer.stats",
-                      "config": {"tokenizers": ["${tok}"], "texts": ["${text}"], "chart": False}},
-            "sample": {"kind": "generate", "config": {"model": "${init}", "prompts": ["Ala"], "max_new_tokens": 2,
-                                                     "temperature": 0.0, "device": "cpu"}},
+            "init": {
+                "kind": "model.init",
+                "config": {
+                    "preset": "tiny-llama",
+                    "tokenizer": "${tok}",
+                    "overrides": {
+                        "hidden_size": 64,
+                        "intermediate_size": 128,
+                        "num_hidden_layers": 1,
+                        "num_attention_heads": 2,
+                        "num_key_value_heads": 1,
+                    },
+                },
+            },
+            "stats": {
+                "kind": "tokenizer.stats",
+                "config": {"tokenizers": ["${tok}"], "texts": ["${text}"], "chart": False},
+            },
+            "sample": {
+                "kind": "generate",
+                "config": {
+                    "model": "${init}",
+                    "prompts": ["Ala"],
+                    "max_new_tokens": 2,
+                    "temperature": 0.0,
+                    "device": "cpu",
+                },
+            },
         },
     }
     path = tmp_path / "recipe.yaml"
@@ -50,8 +70,9 @@ def _replace_stage(monkeypatch, kind: str, func) -> None:
     import bielik.stages
 
     real = bielik.stages.get
-    monkeypatch.setattr(bielik.stages, "get",
-                        lambda k: dataclasses.replace(real(k), run=func) if k == kind else real(k))
+    monkeypatch.setattr(
+        bielik.stages, "get", lambda k: dataclasses.replace(real(k), run=func) if k == kind else real(k)
+    )
 
 
 def _state(path: Path) -> dict:
@@ -61,8 +82,12 @@ def _state(path: Path) -> dict:
 def _started(path: Path) -> dict[str, str]:
     """Per stage, the start time recorded in its lineage.json (changes exactly when the stage reruns)."""
     run = Path(load_recipe(path).run_dir)
-    return {n: json.loads((run / n / "lineage.json").read_text(encoding="utf-8"))["started"] + "|" +
-            str((run / n / "metrics.json").stat().st_mtime_ns) for n in ("init", "stats", "sample")}
+    return {
+        n: json.loads((run / n / "lineage.json").read_text(encoding="utf-8"))["started"]
+        + "|"
+        + str((run / n / "metrics.json").stat().st_mtime_ns)
+        for n in ("init", "stats", "sample")
+    }
 
 
 def test_rerun_skips_everything_and_records_lineage(recipe_file, caplog):
@@ -163,6 +188,7 @@ def test_failed_stage_prints_continue_command_and_keeps_earlier_outputs(recipe_f
 def test_a_failed_rerun_is_not_mistaken_for_done(recipe_file, monkeypatch):
     """Old output with metrics.json, same config and inputs, but the latest attempt failed: it reruns."""
     run_recipe(load_recipe(recipe_file))
+
     def interrupted(cfg):
         raise KeyboardInterrupt
 
@@ -233,3 +259,50 @@ def test_a_bare_word_in_a_config_is_not_an_input_path(recipe_file, tmp_path, mon
     (tmp_path / "tiny-llama").write_text("changed", encoding="utf-8")
     run_recipe(load_recipe(recipe_file))
     assert _started(recipe_file) == t0
+
+
+def test_a_finished_training_stage_trains_afresh_an_unfinished_one_resumes(tmp_path, tiny_model, tiny_data):
+    recipe = {
+        "name": "train-test",
+        "run_dir": str(tmp_path / "run"),
+        "inputs": {"model": {"path": str(tiny_model)}, "data": {"path": str(tiny_data)}},
+        "stages": {
+            "pretrain": {
+                "kind": "train.pretrain",
+                "config": {
+                    "model": "${model}",
+                    "data": "${data}",
+                    "train": {
+                        "steps": 4,
+                        "micro_batch_size": 2,
+                        "eval": {"every": 0},
+                        "logging": {"every": 1},
+                        "checkpoint": {"every": 2, "keep_last": 2},
+                    },
+                },
+            }
+        },
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "run" / "pretrain"
+
+    def train_steps() -> list[int]:
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        return [r["step"] for r in rows if r.get("kind") == "train"]
+
+    first = run_recipe(load_recipe(path))["pretrain"]
+    assert first["start_step"] == 0 and train_steps() == [1, 2, 3, 4]
+    again = run_recipe(load_recipe(path), from_stage="pretrain")["pretrain"]
+    assert again["start_step"] == 0 and train_steps() == [1, 2, 3, 4]  # trained afresh, one run's log
+    assert not (tmp_path / "run" / "pretrain.previous").exists()
+    # killed after its step-2 checkpoint: the rerun resumes there
+    import shutil as sh
+
+    from bielik.train import checkpoint as ckpt
+
+    sh.rmtree(out / "checkpoints" / ckpt.checkpoint_name(4))
+    (out / "checkpoints" / "latest").write_text(ckpt.checkpoint_name(2))
+    (out / "metrics.json").unlink()
+    resumed = run_recipe(load_recipe(path))["pretrain"]
+    assert resumed["start_step"] == 2 and resumed["steps"] == 4
