@@ -50,7 +50,9 @@ def cut(text: str, n: int) -> str:
 
 
 def load_docs(max_chars: int) -> list[str]:
-    return [cut(doc.text, max_chars) for f in sorted(shipped_corpus_dir().glob("pl_*.jsonl.gz")) for doc in read_jsonl(f)]
+    return [
+        cut(doc.text, max_chars) for f in sorted(shipped_corpus_dir().glob("pl_*.jsonl.gz")) for doc in read_jsonl(f)
+    ]
 
 
 def timed(fn, docs) -> tuple[float, float]:
@@ -83,7 +85,7 @@ def main() -> None:
 
     def classify(_):
         for i in range(0, n, 64):
-            model.proba_features(X[i:i + 64])
+            model.proba_features(X[i : i + 64])
 
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("clean", "anonymise", "features (warm)", "classify")}
     for _ in range(args.rounds):
@@ -120,9 +122,11 @@ def main() -> None:
             t, c = time.perf_counter(), time.process_time()
             m = curate(CurateConfig(inputs=[str(inp)], output=str(Path(tmp) / "out")))
             dt, dc = time.perf_counter() - t, time.process_time() - c
-            print(f"\ndata.curate stage (datatrove, 1 worker in-process, cold caches, dedup included): "
-                  f"{n / dt:,.0f} docs/s wall, {n / dc:,.0f} docs per CPU-second "
-                  f"({dt:.1f} s; kept {m['kept']:,} of {m['input']:,})")
+            print(
+                f"\ndata.curate stage (datatrove, 1 worker in-process, cold caches, dedup included): "
+                f"{n / dt:,.0f} docs/s wall, {n / dc:,.0f} docs per CPU-second "
+                f"({dt:.1f} s; kept {m['kept']:,} of {m['input']:,})"
+            )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ from bielik.model.loading import load_hf_model  # noqa: E402
 from bielik.quant.speed import SpeedConfig, time_gguf, time_hf  # noqa: E402
 from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
-TEACHER = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=4,
-               tie_word_embeddings=True)
+TEACHER = dict(
+    hidden_size=1024,
+    intermediate_size=2816,
+    num_hidden_layers=12,
+    num_attention_heads=16,
+    num_key_value_heads=4,
+    tie_word_embeddings=True,
+)
 
 
 def build(work: Path) -> tuple[Path, Path]:
@@ -43,8 +49,16 @@ def build(work: Path) -> tuple[Path, Path]:
     if not teacher.exists():
         init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(teacher), overrides=TEACHER))
     if not student.exists():
-        importance(ImportanceConfig(model=str(teacher), output=str(work / "imp"), samples=8, ctx=64, text={"chars": 20_000}, overwrite=True))
-        prune(PruneConfig(model=str(teacher), importance=str(work / "imp"), output=str(student), layers=9, intermediate_size=2304))
+        importance(
+            ImportanceConfig(
+                model=str(teacher), output=str(work / "imp"), samples=8, ctx=64, text={"chars": 20_000}, overwrite=True
+            )
+        )
+        prune(
+            PruneConfig(
+                model=str(teacher), importance=str(work / "imp"), output=str(student), layers=9, intermediate_size=2304
+            )
+        )
     return teacher, student
 
 
@@ -67,8 +81,14 @@ def report(label: str, ra: list[dict], rb: list[dict], param_ratio: float) -> No
     speed = statistics.median(x["tpot_ms"]["median"] / y["tpot_ms"]["median"] for x, y in zip(ra, rb))
     ttft = statistics.median(x["ttft_ms"]["median"] / y["ttft_ms"]["median"] for x, y in zip(ra, rb))
     for name, rows in (("teacher", ra), ("student", rb)):
-        print(f"| {label} | {name} | {med(rows, 'output_tok_s'):.1f} | {med(rows, 'ttft_ms'):.1f} | {med(rows, 'tpot_ms'):.2f} |")
-    print(f"| {label} | **speed-up** | **{speed:.2f}x** decode | {ttft:.2f}x | params x{param_ratio:.3f} ({100 * (param_ratio - 1):+.1f}%) |")
+        print(
+            f"| {label} | {name} | {med(rows, 'output_tok_s'):.1f} | {med(rows, 'ttft_ms'):.1f} | "
+            f"{med(rows, 'tpot_ms'):.2f} |"
+        )
+    print(
+        f"| {label} | **speed-up** | **{speed:.2f}x** decode | {ttft:.2f}x | "
+        f"params x{param_ratio:.3f} ({100 * (param_ratio - 1):+.1f}%) |"
+    )
 
 
 def main() -> None:
@@ -88,7 +108,10 @@ def main() -> None:
     if args.gguf:
         gt, gs = gguf(teacher, work / "gguf-teacher"), gguf(student, work / "gguf-student")
         results["llama.cpp f16"] = rounds(lambda p: time_gguf(p, cfg), gt, gs, args.pairs)
-    print(f"\nteacher {n_t:,} parameters, student {n_s:,}; single stream, 128 prompt + 64 new tokens; {args.pairs} interleaved rounds\n")
+    print(
+        f"\nteacher {n_t:,} parameters, student {n_s:,}; single stream, 128 prompt + 64 new tokens; "
+        f"{args.pairs} interleaved rounds\n"
+    )
     print("| engine | model | output tok/s | TTFT ms | TPOT ms |")
     print("|---|---|---:|---:|---:|")
     for label, (ra, rb) in results.items():

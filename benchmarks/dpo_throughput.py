@@ -71,14 +71,20 @@ def prepare(work: Path, vocab: int, n_pairs: int, seq_len: int, seed: int = 0) -
                 break
         with open(work / "pairs.jsonl", "w", encoding="utf-8") as f:
             for p in keep:
-                f.write(json.dumps({"id": p.id, "messages": list(p.messages), "chosen": p.chosen, "rejected": p.rejected},
-                                   ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {"id": p.id, "messages": list(p.messages), "chosen": p.chosen, "rejected": p.rejected},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
 
 
 def _hwm_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -104,18 +110,40 @@ def measure_bielik(work: Path, args) -> dict:
 
     model_dir = work / "init"
     out = Path(tempfile.mkdtemp(prefix="bielik-dpo-", dir=work))
-    cfg = DPOConfig(model=str(model_dir), data=[str(work / "pairs.jsonl")], output=str(out), beta=BETA, lam=0.0, seq_len=args.seq_len,
-                    val_fraction=0.0, train={
-                        "steps": args.warmup + args.steps, "micro_batch_size": args.batch, "precision": args.precision,
-                        "lm_head_chunk": args.chunk, "eval": {"every": 0, "at_start": False}, "logging": {"every": 10_000},
-                        "checkpoint": {"every": 0, "save_final": False},
-                        "optim": {"lr": LR, "min_lr": MIN_LR, "warmup_steps": 2, "weight_decay": 0.0}})
+    cfg = DPOConfig(
+        model=str(model_dir),
+        data=[str(work / "pairs.jsonl")],
+        output=str(out),
+        beta=BETA,
+        lam=0.0,
+        seq_len=args.seq_len,
+        val_fraction=0.0,
+        train={
+            "steps": args.warmup + args.steps,
+            "micro_batch_size": args.batch,
+            "precision": args.precision,
+            "lm_head_chunk": args.chunk,
+            "eval": {"every": 0, "at_start": False},
+            "logging": {"every": 10_000},
+            "checkpoint": {"every": 0, "save_final": False},
+            "optim": {"lr": LR, "min_lr": MIN_LR, "warmup_steps": 2, "weight_decay": 0.0},
+        },
+    )
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
     train, _, stats = build_pairs(tok, cfg)
     e = cfg.train
-    src = PairBatches(train, e.micro_batch_size, e.grad_accum, tok.pad_token_id, cfg.seq_len, cfg.share_prompt, cfg.pack, seed=e.seed)
-    eng = Engine(e, load_hf_model(model_dir), DPOPositive(load_hf_model(model_dir), BETA, 0.0, chunk=e.lm_head_chunk), src, out, Dist(),
-                 seq_len=cfg.seq_len)
+    src = PairBatches(
+        train, e.micro_batch_size, e.grad_accum, tok.pad_token_id, cfg.seq_len, cfg.share_prompt, cfg.pack, seed=e.seed
+    )
+    eng = Engine(
+        e,
+        load_hf_model(model_dir),
+        DPOPositive(load_hf_model(model_dir), BETA, 0.0, chunk=e.lm_head_chunk),
+        src,
+        out,
+        Dist(),
+        seq_len=cfg.seq_len,
+    )
     eng.precompute(src.iter_dataset())
     prep_rss = _reset_hwm()
     recs, times = [], []
@@ -123,10 +151,15 @@ def measure_bielik(work: Path, args) -> dict:
         recs.append(eng.train_step())
         times.append(time.perf_counter())
     dt = times[-1] - times[args.warmup - 1]
-    timed = recs[args.warmup:]
-    return {"pairs_per_s": sum(r["units"] for r in timed) / dt, "tokens_per_step": statistics.mean(r["real_tokens"] for r in timed),
-            "loss": [round(r["loss"], 4) for r in recs], "n_pairs": stats["train_pairs"],
-            "train_rss_mib": _hwm_mib(), "process_rss_mib": max(prep_rss, _hwm_mib())}
+    timed = recs[args.warmup :]
+    return {
+        "pairs_per_s": sum(r["units"] for r in timed) / dt,
+        "tokens_per_step": statistics.mean(r["real_tokens"] for r in timed),
+        "loss": [round(r["loss"], 4) for r in recs],
+        "n_pairs": stats["train_pairs"],
+        "train_rss_mib": _hwm_mib(),
+        "process_rss_mib": max(prep_rss, _hwm_mib()),
+    }
 
 
 def measure_trl(work: Path, args) -> dict:
@@ -139,17 +172,46 @@ def measure_trl(work: Path, args) -> dict:
     from bielik.tokenizer.formats import load_hf_tokenizer
 
     model_dir = work / "init"
-    rows = [json.loads(x) for x in open(work / "pairs.jsonl", encoding="utf-8") if x.strip()]  # not splitlines(): U+2028 in text
-    ds = Dataset.from_list([{"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
+    with open(work / "pairs.jsonl", encoding="utf-8") as fh:  # by line, not splitlines(): U+2028 in text
+        rows = [json.loads(x) for x in fh if x.strip()]
+    ds = Dataset.from_list(
+        [
+            {
+                "prompt": r["messages"],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in rows
+        ]
+    )
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
     targs = DPOConfig(
-        output_dir=str(work / "out-trl"), max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch,
-        learning_rate=LR, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": MIN_LR}, warmup_steps=2,
-        weight_decay=0.0, adam_beta2=0.95, max_grad_norm=1.0, optim="adamw_torch_fused", use_cpu=True,
-        bf16=args.precision != "fp32", gradient_checkpointing=False, beta=BETA, loss_type=["sigmoid"], max_length=None,
-        precompute_ref_log_probs=True, precompute_ref_batch_size=args.batch, report_to=[], save_strategy="no",
-        logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+        output_dir=str(work / "out-trl"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.batch,
+        learning_rate=LR,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": MIN_LR},
+        warmup_steps=2,
+        weight_decay=0.0,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        optim="adamw_torch_fused",
+        use_cpu=True,
+        bf16=args.precision != "fp32",
+        gradient_checkpointing=False,
+        beta=BETA,
+        loss_type=["sigmoid"],
+        max_length=None,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=args.batch,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
     )
     marks: list[tuple[float, int]] = []
     losses: list[float] = []
@@ -165,16 +227,27 @@ def measure_trl(work: Path, args) -> dict:
             if logs and "loss" in logs:
                 losses.append(round(float(logs["loss"]), 4))
 
-    trainer = DPOTrainer(model=load_hf_model(model_dir), ref_model=load_hf_model(model_dir), args=targs, train_dataset=ds,
-                         processing_class=tok, callbacks=[Clock()])
+    trainer = DPOTrainer(
+        model=load_hf_model(model_dir),
+        ref_model=load_hf_model(model_dir),
+        args=targs,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[Clock()],
+    )
     trainer.train()
     (t0, n0), (t1, n1) = marks[args.warmup - 1], marks[-1]
-    return {"pairs_per_s": args.batch * args.steps / (t1 - t0), "tokens_per_step": (n1 - n0) / args.steps, "loss": losses,
-            "n_pairs": len(ds), "train_rss_mib": _hwm_mib(), "process_rss_mib": max(Clock.prep_rss, _hwm_mib())}
+    return {
+        "pairs_per_s": args.batch * args.steps / (t1 - t0),
+        "tokens_per_step": (n1 - n0) / args.steps,
+        "loss": losses,
+        "n_pairs": len(ds),
+        "train_rss_mib": _hwm_mib(),
+        "process_rss_mib": max(Clock.prep_rss, _hwm_mib()),
+    }
 
 
 def measure(side: str, args) -> dict:
-    import torch
 
     set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     res = measure_bielik(Path(args.work), args) if side == "bielik" else measure_trl(Path(args.work), args)
@@ -183,11 +256,33 @@ def measure(side: str, args) -> dict:
 
 # --- driver -------------------------------------------------------------------------------------
 def run(side: str, precision: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--measure", side, "--precision-one", precision, "--work", str(args.work),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch), "--seq-len", str(args.seq_len),
-           "--chunk", str(args.chunk)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "BIELIK_NO_BAR": "1",
-           "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        side,
+        "--precision-one",
+        precision,
+        "--work",
+        str(args.work),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--chunk",
+        str(args.chunk),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "BIELIK_NO_BAR": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{side} {precision} failed:\n{out.stderr[-4000:]}")
@@ -195,21 +290,34 @@ def run(side: str, precision: str, args) -> dict:
 
 
 def report(results: dict[str, dict[str, list[dict]]], args) -> None:
-    print(f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), {results[next(iter(results))]['bielik'][0]['n_pairs']} "
-          f"shipped pairs of ≤ {args.seq_len} tokens, batch {args.batch} pairs, β {BETA}, reference log-probs precomputed on both "
-          f"sides, {args.warmup} warm-up + {args.steps} timed steps, {os.environ.get('OMP_NUM_THREADS', '2')} threads, median over "
-          f"{args.pairs} interleaved rounds\n")
-    print("| side | precision | pairs/s | train RSS MiB | process RSS MiB | tokens/step | loss first → last | ratio bielik/TRL (median) |")
+    print(
+        f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), "
+        f"{results[next(iter(results))]['bielik'][0]['n_pairs']} shipped pairs of ≤ {args.seq_len} tokens, "
+        f"batch {args.batch} pairs, β {BETA}, reference log-probs precomputed on both sides, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, {os.environ.get('OMP_NUM_THREADS', '2')} threads, "
+        f"median over {args.pairs} interleaved rounds\n"
+    )
+    print(
+        "| side | precision | pairs/s | train RSS MiB | process RSS MiB | tokens/step | loss first → last "
+        "| ratio bielik/TRL (median) |"
+    )
     print("|---|---|---:|---:|---:|---:|---|---:|")
     for prec, by_side in results.items():
-        ratio = statistics.median(b["pairs_per_s"] / t["pairs_per_s"] for b, t in zip(by_side["bielik"], by_side["trl"]))
-        mem = statistics.median(t["train_rss_mib"] / b["train_rss_mib"] for b, t in zip(by_side["bielik"], by_side["trl"]))
+        ratio = statistics.median(
+            b["pairs_per_s"] / t["pairs_per_s"] for b, t in zip(by_side["bielik"], by_side["trl"])
+        )
+        mem = statistics.median(
+            t["train_rss_mib"] / b["train_rss_mib"] for b, t in zip(by_side["bielik"], by_side["trl"])
+        )
         for side in SIDES:
             runs = by_side[side]
-            print(f"| {side} | {prec} | {statistics.median(r['pairs_per_s'] for r in runs):.2f} | "
-                  f"{max(r['train_rss_mib'] for r in runs):,.0f} | {max(r['process_rss_mib'] for r in runs):,.0f} | "
-                  f"{statistics.mean(r['tokens_per_step'] for r in runs):,.0f} | {runs[0]['loss'][0]:.4f} → {runs[0]['loss'][-1]:.4f} | "
-                  f"{'—' if side == 'bielik' else f'**{ratio:.2f}**'} |")
+            print(
+                f"| {side} | {prec} | {statistics.median(r['pairs_per_s'] for r in runs):.2f} | "
+                f"{max(r['train_rss_mib'] for r in runs):,.0f} | {max(r['process_rss_mib'] for r in runs):,.0f} | "
+                f"{statistics.mean(r['tokens_per_step'] for r in runs):,.0f} | "
+                f"{runs[0]['loss'][0]:.4f} → {runs[0]['loss'][-1]:.4f} | "
+                f"{'—' if side == 'bielik' else f'**{ratio:.2f}**'} |"
+            )
         print(f"| TRL / bielik train RSS | {prec} | | {mem:.2f} | | | | |")
     print("\ntarget: bielik >= 1.5x TRL pairs/s")
 
@@ -244,8 +352,12 @@ def main() -> None:
             for side in SIDES:
                 r = run(side, prec, args)
                 results[prec][side].append(r)
-                print(f"{prec} round {i + 1}: {side:6s} {r['pairs_per_s']:6.2f} pairs/s  train RSS {r['train_rss_mib']:6,.0f} MiB  "
-                      f"tokens/step {r['tokens_per_step']:7,.0f}  loss {r['loss'][0]:.4f} → {r['loss'][-1]:.4f}", flush=True)
+                print(
+                    f"{prec} round {i + 1}: {side:6s} {r['pairs_per_s']:6.2f} pairs/s  "
+                    f"train RSS {r['train_rss_mib']:6,.0f} MiB  "
+                    f"tokens/step {r['tokens_per_step']:7,.0f}  loss {r['loss'][0]:.4f} → {r['loss'][-1]:.4f}",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     report(results, args)

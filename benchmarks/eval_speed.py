@@ -56,8 +56,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bielik.eval import metrics as M  # noqa: E402
@@ -66,13 +64,25 @@ from bielik.eval.harness import prepare_task  # noqa: E402
 from bielik.eval.lm import EvalLM  # noqa: E402
 from bielik.eval.tasks import get_task  # noqa: E402
 from bielik.model.factory import ModelInitConfig, init_model  # noqa: E402
-from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 from bielik.runtime import set_threads  # noqa: E402
+from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
-TASKS = ["polemo2_in_multiple_choice", "polemo2_out_multiple_choice", "polish_8tags_multiple_choice", "polish_ppc_multiple_choice",
-         "polish_klej_ner_multiple_choice"]
-GEN_TASKS = ["polemo2_in", "polemo2_out", "polish_8tags_regex", "polish_ppc_regex", "polish_klej_ner_regex", "polish_cbd_regex",
-             "polish_dyk_regex"]
+TASKS = [
+    "polemo2_in_multiple_choice",
+    "polemo2_out_multiple_choice",
+    "polish_8tags_multiple_choice",
+    "polish_ppc_multiple_choice",
+    "polish_klej_ner_multiple_choice",
+]
+GEN_TASKS = [
+    "polemo2_in",
+    "polemo2_out",
+    "polish_8tags_regex",
+    "polish_ppc_regex",
+    "polish_klej_ner_regex",
+    "polish_cbd_regex",
+    "polish_dyk_regex",
+]
 
 
 def build_model(work: Path) -> Path:
@@ -89,14 +99,20 @@ def prepared(args, names: list[str]):
     out = []
     for name in names:
         try:
-            out.append(prepare_task(get_task(name), args.shots, dirs, limit=args.docs, split_fallback=["validation", "train"]))
+            out.append(
+                prepare_task(get_task(name), args.shots, dirs, limit=args.docs, split_fallback=["validation", "train"])
+            )
         except Exception as exc:  # data not here: measure the others
             print(f"skip {name}: {str(exc)[:80]}")
     return out
 
 
 def requests(args) -> list[tuple[str, str, list[str]]]:
-    return [(t.spec.task, ctx, [" " + c for c in t.prompter.choices(d)]) for t in prepared(args, TASKS) for d, ctx in zip(t.docs, t.contexts)]
+    return [
+        (t.spec.task, ctx, [" " + c for c in t.prompter.choices(d)])
+        for t in prepared(args, TASKS)
+        for d, ctx in zip(t.docs, t.contexts)
+    ]
 
 
 def task_scores(task, outs: list[str]) -> dict[str, float]:
@@ -119,11 +135,17 @@ def bench_choice(args, model_dir: Path) -> None:
     reqs = requests(args)
     n_docs = len(reqs)
     n_pairs = sum(len(c) for _, _, c in reqs)
-    print(f"{n_docs} documents, {n_pairs} (context, choice) pairs, {args.shots}-shot, tasks: {sorted({r[0] for r in reqs})}")
+    print(
+        f"{n_docs} documents, {n_pairs} (context, choice) pairs, {args.shots}-shot, tasks: "
+        f"{sorted({r[0] for r in reqs})}"
+    )
     ours = EvalLM.from_pretrained(model_dir, device="cpu", batch_tokens=args.batch_tokens)
     theirs = HFLM(pretrained=str(model_dir), dtype="float32", device="cpu", batch_size=args.lm_eval_batch)
-    instances = [Instance(request_type="loglikelihood", doc={}, arguments=(ctx, c), idx=j, metadata=(name, i, 0))
-                 for i, (name, ctx, choices) in enumerate(reqs) for j, c in enumerate(choices)]
+    instances = [
+        Instance(request_type="loglikelihood", doc={}, arguments=(ctx, c), idx=j, metadata=(name, i, 0))
+        for i, (name, ctx, choices) in enumerate(reqs)
+        for j, c in enumerate(choices)
+    ]
 
     def run_ours():
         res = ours.loglikelihood([ours.encode_choices(ctx, choices) for _, ctx, choices in reqs])
@@ -160,9 +182,20 @@ def bench_generate(args, model_dir: Path) -> None:
     ours = EvalLM.from_pretrained(model_dir, device="cpu", batch_tokens=args.batch_tokens, max_batch=args.max_batch)
     ours._forward = timed = TimedForward(ours._forward)
     theirs = HFLM(pretrained=str(model_dir), dtype="float32", device="cpu", batch_size=args.lm_eval_batch)
-    instances = [Instance(request_type="generate_until", doc={}, idx=0, metadata=(t.spec.task, i, 0),
-                          arguments=(ctx, {**t.spec.generation_kwargs, "until": list(t.spec.until), "max_gen_toks": t.spec.max_gen_toks}))
-                 for t in tasks for i, ctx in enumerate(t.contexts)]
+    instances = [
+        Instance(
+            request_type="generate_until",
+            doc={},
+            idx=0,
+            metadata=(t.spec.task, i, 0),
+            arguments=(
+                ctx,
+                {**t.spec.generation_kwargs, "until": list(t.spec.until), "max_gen_toks": t.spec.max_gen_toks},
+            ),
+        )
+        for t in tasks
+        for i, ctx in enumerate(t.contexts)
+    ]
 
     def run_ours():
         timed.prefill = timed.decode = 0.0
@@ -181,10 +214,15 @@ def bench_generate(args, model_dir: Path) -> None:
         if same != n_docs or any(sa != sb for sa, sb in scores):
             raise SystemExit(f"generations differ: {same}/{n_docs} identical; scores {scores}")
         n_tok = sum(len(ours.tok.encode(x, add_special_tokens=False)) for ta in b for x in ta)
-        shown = ", ".join(f"{t.spec.task} {t.spec.leaderboard.metric.split(',')[0]}={s[t.spec.leaderboard.metric]:.3f}"
-                          for t, (s, _) in zip(tasks, scores))
-        return (f"bielik's forwards: prefill {timed.prefill:.2f} s, decode {timed.decode:.2f} s | identical text {same}/{n_docs}, "
-                f"same scores ({shown}), {n_tok / n_docs:.1f} tokens/doc in the cut text")
+        shown = ", ".join(
+            f"{t.spec.task} {t.spec.leaderboard.metric.split(',')[0]}={s[t.spec.leaderboard.metric]:.3f}"
+            for t, (s, _) in zip(tasks, scores)
+        )
+        return (
+            f"bielik's forwards: prefill {timed.prefill:.2f} s, decode {timed.decode:.2f} s | "
+            f"identical text {same}/{n_docs}, "
+            f"same scores ({shown}), {n_tok / n_docs:.1f} tokens/doc in the cut text"
+        )
 
     interleaved(args.pairs, n_docs, run_theirs, run_ours, check, target=3)
 
@@ -220,15 +258,22 @@ def interleaved(pairs: int, n_docs: int, run_theirs, run_ours, check, target: fl
         b = run_ours()
         t2 = time.perf_counter()
         ratios.append((t1 - t0) / (t2 - t1))
-        print(f"pair {p + 1}: lm-eval {n_docs / (t1 - t0):8.1f} docs/s | bielik {n_docs / (t2 - t1):8.1f} docs/s | "
-              f"ratio {ratios[-1]:.2f} | {check(a, b)}", flush=True)
-    print(f"median speed-up over lm-eval's hf back end: {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target >= {target})")
+        print(
+            f"pair {p + 1}: lm-eval {n_docs / (t1 - t0):8.1f} docs/s | bielik {n_docs / (t2 - t1):8.1f} docs/s | "
+            f"ratio {ratios[-1]:.2f} | {check(a, b)}",
+            flush=True,
+        )
+    print(
+        f"median speed-up over lm-eval's hf back end: {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target >= {target})"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--form", choices=["choice", "generate"], default="choice", help="multiple-choice scoring or generation")
+    ap.add_argument(
+        "--form", choices=["choice", "generate"], default="choice", help="multiple-choice scoring or generation"
+    )
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--docs", type=int, default=100, help="documents per task")
     ap.add_argument("--shots", type=int, default=0)
@@ -236,7 +281,9 @@ def main() -> None:
     ap.add_argument("--lm-eval-batch", type=int, default=32)
     ap.add_argument("--batch-tokens", type=int, default=16384)
     ap.add_argument("--max-batch", type=int, default=64, help="bielik: most rows per generation batch")
-    ap.add_argument("--model", type=Path, default=None, help="an HF model directory (default: build the tiny-llama preset)")
+    ap.add_argument(
+        "--model", type=Path, default=None, help="an HF model directory (default: build the tiny-llama preset)"
+    )
     args = ap.parse_args()
     set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -62,11 +62,20 @@ def make_task(expr: tuple[int, int, str, int], rng: random.Random, flaw: float =
     y = x + c if op == "+" else x - c
     text = f"{a} + {b} {op} {c}"
     said = x if rng.random() < flaw else y
-    solution = f"{a} + {b} = {x}, {x} {op} {c} = {y}. " + (f"Odpowiedź: {said}" if lang == "pl" else f"The answer is {said}.")
-    return {"question": rng.choice(TEMPLATES[lang]).format(e=text), "answer": str(y), "solution": solution, "lang": lang}
+    solution = f"{a} + {b} = {x}, {x} {op} {c} = {y}. " + (
+        f"Odpowiedź: {said}" if lang == "pl" else f"The answer is {said}."
+    )
+    return {
+        "question": rng.choice(TEMPLATES[lang]).format(e=text),
+        "answer": str(y),
+        "solution": solution,
+        "lang": lang,
+    }
 
 
-def write_data(work: Path, n_sft: int, n_tasks: int, n_eval: int, n_fresh: int, top: int, flaw: float, seed: int = 0) -> None:
+def write_data(
+    work: Path, n_sft: int, n_tasks: int, n_eval: int, n_fresh: int, top: int, flaw: float, seed: int = 0
+) -> None:
     """SFT dialogues and GRPO tasks on one set of expressions; ``heldout``: one question on each of ``n_eval``
     other expressions; ``fresh``: ``n_fresh`` new questions on the training expressions (no question text
     of the SFT or GRPO data)."""
@@ -91,8 +100,13 @@ def write_data(work: Path, n_sft: int, n_tasks: int, n_eval: int, n_fresh: int, 
     for name, part in (("tasks.jsonl", tasks), ("heldout.jsonl", heldout), ("fresh.jsonl", fresh)):
         with open(work / name, "w", encoding="utf-8") as f:
             for i, t in enumerate(part):
-                f.write(json.dumps({"id": f"{name[:4]}-{i}", "question": t["question"], "answer": t["answer"], "lang": t["lang"]},
-                                   ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {"id": f"{name[:4]}-{i}", "question": t["question"], "answer": t["answer"], "lang": t["lang"]},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
 
 
 def prepare(work: Path, args) -> Path:
@@ -109,10 +123,24 @@ def prepare(work: Path, args) -> Path:
         write_data(work, args.sft_dialogues, args.tasks, args.eval, args.fresh, args.top, args.flaw)
     if not (work / "sft" / "final" / "config.json").is_file():
         t = time.perf_counter()
-        sft(SFTConfig(model=str(work / "init"), data=[str(work / "sft.jsonl")], output=str(work / "sft"), seq_len=256, val_fraction=0.02,
-                      train={"steps": args.sft_steps, "micro_batch_size": 16, "lm_head_chunk": 1024, "logging": {"every": 50},
-                             "eval": {"every": 0, "batches": 4}, "checkpoint": {"every": 0},
-                             "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20, "alr": {"enabled": False}}}))
+        sft(
+            SFTConfig(
+                model=str(work / "init"),
+                data=[str(work / "sft.jsonl")],
+                output=str(work / "sft"),
+                seq_len=256,
+                val_fraction=0.02,
+                train={
+                    "steps": args.sft_steps,
+                    "micro_batch_size": 16,
+                    "lm_head_chunk": 1024,
+                    "logging": {"every": 50},
+                    "eval": {"every": 0, "batches": 4},
+                    "checkpoint": {"every": 0},
+                    "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20, "alr": {"enabled": False}},
+                },
+            )
+        )
         print(f"SFT: {args.sft_steps} steps in {time.perf_counter() - t:.0f} s", flush=True)
     return work / "sft" / "final"
 
@@ -137,12 +165,22 @@ def evaluate(model_dir: Path, tasks: Path, samples: int = 0) -> dict[str, float]
     )
 
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
-    _, prompts, _ = build_prompts(tok, GRPOConfig(model=str(model_dir), data=[str(tasks)], eval_data=[str(tasks)], prompts_per_rollout=1,
-                                                   eval_tasks=10_000))
+    _, prompts, _ = build_prompts(
+        tok,
+        GRPOConfig(
+            model=str(model_dir), data=[str(tasks)], eval_data=[str(tasks)], prompts_per_rollout=1, eval_tasks=10_000
+        ),
+    )
     model = load_hf_model(model_dir).eval()
     params = SamplingParams(max_new_tokens=32, stop_token_ids=frozenset(end_of_turn_ids(tok)))
-    maker = RolloutMaker(tok, {"accuracy": 1.0, "format": 0.1}, dataclasses.replace(params, temperature=1.0), samples or 1, 1,
-                         tok.pad_token_id)
+    maker = RolloutMaker(
+        tok,
+        {"accuracy": 1.0, "format": 0.1},
+        dataclasses.replace(params, temperature=1.0),
+        samples or 1,
+        1,
+        tok.pad_token_id,
+    )
     with torch.no_grad():
         out = evaluate_prompts(lambda fn: fn(model), prompts, maker, params)
         if samples:
@@ -157,39 +195,83 @@ def run_grpo(work: Path, model: Path, seed: int, args) -> dict:
 
     out = work / f"grpo-seed{seed}"
     t = time.perf_counter()
-    summary = grpo(GRPOConfig(
-        model=str(model), data=[str(work / "tasks.jsonl")], eval_data=[str(work / "fresh.jsonl")], output=str(out),
-        group_size=8, prompts_per_rollout=args.prompts, reuse=1, max_new_tokens=32, temperature=1.0, beta=args.beta, seed=seed,
-        rewards={"accuracy": 1.0, "format": 0.1}, eval_tasks=args.fresh,
-        train={"steps": args.grpo_steps, "micro_batch_size": 8, "lm_head_chunk": 1024, "seed": seed, "logging": {"every": 1},
-               "checkpoint": {"every": 0}, "optim": {"lr": args.lr, "min_lr": args.lr, "warmup_steps": 0}},
-    ))
+    summary = grpo(
+        GRPOConfig(
+            model=str(model),
+            data=[str(work / "tasks.jsonl")],
+            eval_data=[str(work / "fresh.jsonl")],
+            output=str(out),
+            group_size=8,
+            prompts_per_rollout=args.prompts,
+            reuse=1,
+            max_new_tokens=32,
+            temperature=1.0,
+            beta=args.beta,
+            seed=seed,
+            rewards={"accuracy": 1.0, "format": 0.1},
+            eval_tasks=args.fresh,
+            train={
+                "steps": args.grpo_steps,
+                "micro_batch_size": 8,
+                "lm_head_chunk": 1024,
+                "seed": seed,
+                "logging": {"every": 1},
+                "checkpoint": {"every": 0},
+                "optim": {"lr": args.lr, "min_lr": args.lr, "warmup_steps": 0},
+            },
+        )
+    )
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [r["reward"] for r in rows if r["kind"] == "train"]
     acc = [r["reward_accuracy"] for r in rows if r["kind"] == "train"]
     unseen = evaluate(out / "final", work / "heldout.jsonl")
     sampled = evaluate(out / "final", work / "fresh.jsonl", samples=4)["sampled_accuracy"]
-    return {"seed": seed, "seconds": time.perf_counter() - t, "curve": curve, "train_accuracy": acc,
-            "final_unseen_accuracy": unseen["accuracy"], "final_unseen_reward": unseen["reward"], "final_sampled_accuracy": sampled,
-            **{k: summary[k] for k in summary if k.startswith(("initial_", "final_"))}}
+    return {
+        "seed": seed,
+        "seconds": time.perf_counter() - t,
+        "curve": curve,
+        "train_accuracy": acc,
+        "final_unseen_accuracy": unseen["accuracy"],
+        "final_unseen_reward": unseen["reward"],
+        "final_sampled_accuracy": sampled,
+        **{k: summary[k] for k in summary if k.startswith(("initial_", "final_"))},
+    }
 
 
 def report(runs: list[dict], block: int, before: dict) -> dict:
-    print("\n| seed | held-out questions: greedy accuracy | greedy reward | sampled accuracy (T=1) | unseen expressions: greedy accuracy "
-          "| training reward, first → last block | s |")
+    print(
+        "\n| seed | held-out questions: greedy accuracy | greedy reward | sampled accuracy (T=1) "
+        "| unseen expressions: greedy accuracy "
+        "| training reward, first → last block | s |"
+    )
     print("|---:|---|---|---|---|---|---:|")
     for r in runs:
         c = r["curve"]
-        print(f"| {r['seed']} | {r['initial_accuracy']:.3f} → {r['final_accuracy']:.3f} | {r['initial_reward']:.3f} → {r['final_reward']:.3f} | "
-              f"{before['sampled_accuracy']:.3f} → {r['final_sampled_accuracy']:.3f} | {before['unseen_accuracy']:.3f} → "
-              f"{r['final_unseen_accuracy']:.3f} | {statistics.mean(c[:block]):.3f} → {statistics.mean(c[-block:]):.3f} | {r['seconds']:.0f} |")
-    keys = ("initial_accuracy", "final_accuracy", "initial_reward", "final_reward", "final_sampled_accuracy", "final_unseen_accuracy")
+        print(
+            f"| {r['seed']} | {r['initial_accuracy']:.3f} → {r['final_accuracy']:.3f} | "
+            f"{r['initial_reward']:.3f} → {r['final_reward']:.3f} | "
+            f"{before['sampled_accuracy']:.3f} → {r['final_sampled_accuracy']:.3f} | {before['unseen_accuracy']:.3f} → "
+            f"{r['final_unseen_accuracy']:.3f} | "
+            f"{statistics.mean(c[:block]):.3f} → {statistics.mean(c[-block:]):.3f} | {r['seconds']:.0f} |"
+        )
+    keys = (
+        "initial_accuracy",
+        "final_accuracy",
+        "initial_reward",
+        "final_reward",
+        "final_sampled_accuracy",
+        "final_unseen_accuracy",
+    )
     mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
     sd = {k: statistics.pstdev(r[k] for r in runs) for k in keys}
-    print(f"| mean (sd) | {mean['initial_accuracy']:.3f} → {mean['final_accuracy']:.3f} ({sd['final_accuracy']:.3f}) | "
-          f"{mean['initial_reward']:.3f} → {mean['final_reward']:.3f} ({sd['final_reward']:.3f}) | "
-          f"{before['sampled_accuracy']:.3f} → {mean['final_sampled_accuracy']:.3f} ({sd['final_sampled_accuracy']:.3f}) | "
-          f"{before['unseen_accuracy']:.3f} → {mean['final_unseen_accuracy']:.3f} ({sd['final_unseen_accuracy']:.3f}) | | |")
+    print(
+        f"| mean (sd) | {mean['initial_accuracy']:.3f} → {mean['final_accuracy']:.3f} ({sd['final_accuracy']:.3f}) | "
+        f"{mean['initial_reward']:.3f} → {mean['final_reward']:.3f} ({sd['final_reward']:.3f}) | "
+        f"{before['sampled_accuracy']:.3f} → {mean['final_sampled_accuracy']:.3f} "
+        f"({sd['final_sampled_accuracy']:.3f}) | "
+        f"{before['unseen_accuracy']:.3f} → {mean['final_unseen_accuracy']:.3f} "
+        f"({sd['final_unseen_accuracy']:.3f}) | | |"
+    )
     n = len(runs[0]["curve"])
     print(f"\nreward curve (mean sampled reward per block of {block} steps, mean over seeds):")
     blocks = []
@@ -216,18 +298,21 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=16, help="questions per rollout")
     p.add_argument("--block", type=int, default=10)
     args = p.parse_args()
-    import torch
 
     from bielik.log import setup_logging
 
     setup_logging()
     set_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
     model = prepare(args.out, args)
-    before = {"unseen_accuracy": evaluate(model, args.out / "heldout.jsonl")["accuracy"],
-              "sampled_accuracy": evaluate(model, args.out / "fresh.jsonl", samples=4)["sampled_accuracy"]}
+    before = {
+        "unseen_accuracy": evaluate(model, args.out / "heldout.jsonl")["accuracy"],
+        "sampled_accuracy": evaluate(model, args.out / "fresh.jsonl", samples=4)["sampled_accuracy"],
+    }
     runs = [run_grpo(args.out, model, s, args) for s in args.seeds]
     summary = report(runs, args.block, before)
-    (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, **summary}, indent=1))
+    (args.out / "summary.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, **summary}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -82,29 +82,56 @@ def measure_bielik(work: Path, args) -> dict:
         reward("bench_letter_e")(lambda s: _letter_e(s.text))
 
     model_dir = work / "init"
-    cfg = GRPOConfig(model=str(model_dir), data=[str(work / "tasks.jsonl")], output=tempfile.mkdtemp(prefix="bielik-grpo-", dir=work),
-                     group_size=args.group, prompts_per_rollout=args.prompts, max_new_tokens=args.new_tokens, beta=BETA, clip_eps=EPS,
-                     rewards={"bench_letter_e": 1.0}, val_fraction=0.0, eval_tasks=0,
-                     train={"steps": args.warmup + args.steps, "micro_batch_size": args.prompts, "precision": args.precision,
-                            "lm_head_chunk": 2048, "logging": {"every": 10_000}, "checkpoint": {"every": 0, "save_final": False},
-                            "optim": {"lr": LR, "min_lr": LR, "warmup_steps": 0, "weight_decay": 0.0}})
+    cfg = GRPOConfig(
+        model=str(model_dir),
+        data=[str(work / "tasks.jsonl")],
+        output=tempfile.mkdtemp(prefix="bielik-grpo-", dir=work),
+        group_size=args.group,
+        prompts_per_rollout=args.prompts,
+        max_new_tokens=args.new_tokens,
+        beta=BETA,
+        clip_eps=EPS,
+        rewards={"bench_letter_e": 1.0},
+        val_fraction=0.0,
+        eval_tasks=0,
+        train={
+            "steps": args.warmup + args.steps,
+            "micro_batch_size": args.prompts,
+            "precision": args.precision,
+            "lm_head_chunk": 2048,
+            "logging": {"every": 10_000},
+            "checkpoint": {"every": 0, "save_final": False},
+            "optim": {"lr": LR, "min_lr": LR, "warmup_steps": 0, "weight_decay": 0.0},
+        },
+    )
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
     train, _, _ = build_prompts(tok, cfg)
     e = cfg.train
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=1.0, stop_token_ids=frozenset(end_of_turn_ids(tok)))
+    params = SamplingParams(
+        max_new_tokens=cfg.max_new_tokens, temperature=1.0, stop_token_ids=frozenset(end_of_turn_ids(tok))
+    )
     maker = RolloutMaker(tok, cfg.rewards, params, cfg.group_size, e.micro_batch_size, tok.pad_token_id)
     src = RolloutSource(train, maker, cfg.prompts_per_rollout, 1, seed=0)
-    eng = Engine(e, load_hf_model(model_dir), GRPO(load_hf_model(model_dir), BETA, EPS, chunk=2048), src, cfg.output, Dist(),
-                 seq_len=max(len(p.ids) for p in train) + cfg.max_new_tokens)
+    eng = Engine(
+        e,
+        load_hf_model(model_dir),
+        GRPO(load_hf_model(model_dir), BETA, EPS, chunk=2048),
+        src,
+        cfg.output,
+        Dist(),
+        seq_len=max(len(p.ids) for p in train) + cfg.max_new_tokens,
+    )
     src.bind_policy(eng.policy_call)
     recs, times = [], []
     for _ in range(args.warmup + args.steps):
         recs.append(eng.train_step())
         times.append(time.perf_counter())
-    timed = recs[args.warmup:]
+    timed = recs[args.warmup :]
     dt = times[-1] - times[args.warmup - 1]
-    return {"completions_per_s": args.group * args.prompts * args.steps / dt,
-            "completion_length": statistics.mean(r["completion_length"] for r in timed)}
+    return {
+        "completions_per_s": args.group * args.prompts * args.steps / dt,
+        "completion_length": statistics.mean(r["completion_length"] for r in timed),
+    }
 
 
 def measure_trl(work: Path, args) -> dict:
@@ -116,8 +143,11 @@ def measure_trl(work: Path, args) -> dict:
     from bielik.tokenizer.formats import load_hf_tokenizer
 
     model_dir = work / "init"
-    rows = [json.loads(x) for x in open(work / "tasks.jsonl", encoding="utf-8") if x.strip()]  # not splitlines(): U+2028 in text
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows])
+    with open(work / "tasks.jsonl", encoding="utf-8") as fh:  # by line, not splitlines(): U+2028 in text
+        rows = [json.loads(x) for x in fh if x.strip()]
+    ds = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows]
+    )
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
     lengths: list[float] = []
 
@@ -125,12 +155,35 @@ def measure_trl(work: Path, args) -> dict:
         return [_letter_e(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
 
     targs = GRPOConfig(
-        output_dir=str(work / "out-trl"), max_steps=args.warmup + args.steps, per_device_train_batch_size=args.group * args.prompts,
-        gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, num_generations=args.group,
-        max_completion_length=args.new_tokens, temperature=1.0, beta=BETA, epsilon=EPS, loss_type="grpo",
-        learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, adam_beta2=0.95, max_grad_norm=1.0,
-        optim="adamw_torch_fused", use_cpu=True, bf16=args.precision != "fp32", gradient_checkpointing=False, report_to=[],
-        save_strategy="no", logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+        output_dir=str(work / "out-trl"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.group * args.prompts,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_iterations=1,
+        num_generations=args.group,
+        max_completion_length=args.new_tokens,
+        temperature=1.0,
+        beta=BETA,
+        epsilon=EPS,
+        loss_type="grpo",
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        optim="adamw_torch_fused",
+        use_cpu=True,
+        bf16=args.precision != "fp32",
+        gradient_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
     )
     marks: list[float] = []
 
@@ -142,16 +195,23 @@ def measure_trl(work: Path, args) -> dict:
             if logs and "completions/mean_length" in logs:
                 lengths.append(float(logs["completions/mean_length"]))
 
-    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[letter_e], args=targs, train_dataset=ds, processing_class=tok,
-                          callbacks=[Clock()])
+    trainer = GRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=[letter_e],
+        args=targs,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[Clock()],
+    )
     trainer.train()
     n = args.group * args.prompts
-    return {"completions_per_s": n * args.steps / (marks[-1] - marks[args.warmup - 1]),
-            "completion_length": statistics.mean(lengths[args.warmup:]) if lengths else float("nan")}
+    return {
+        "completions_per_s": n * args.steps / (marks[-1] - marks[args.warmup - 1]),
+        "completion_length": statistics.mean(lengths[args.warmup :]) if lengths else float("nan"),
+    }
 
 
 def measure(side: str, args) -> dict:
-    import torch
 
     set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     res = measure_bielik(Path(args.work), args) if side == "bielik" else measure_trl(Path(args.work), args)
@@ -159,10 +219,33 @@ def measure(side: str, args) -> dict:
 
 
 def run(side: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--measure", side, "--work", str(args.work), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--group", str(args.group), "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--precision", args.precision]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "BIELIK_NO_BAR": "1",
-           "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        side,
+        "--work",
+        str(args.work),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--group",
+        str(args.group),
+        "--prompts",
+        str(args.prompts),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--precision",
+        args.precision,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "BIELIK_NO_BAR": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{side} failed:\n{out.stderr[-4000:]}")
@@ -194,20 +277,31 @@ def main() -> None:
         for side in SIDES:
             r = run(side, args)
             results[side].append(r)
-            print(f"round {i + 1}: {side:6s} {r['completions_per_s']:6.2f} completions/s  mean completion length {r['completion_length']:.1f}",
-                  flush=True)
+            print(
+                f"round {i + 1}: {side:6s} {r['completions_per_s']:6.2f} completions/s  "
+                f"mean completion length {r['completion_length']:.1f}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    ratio = statistics.median(b["completions_per_s"] / t["completions_per_s"] for b, t in zip(results["bielik"], results["trl"]))
-    print(f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), G {args.group}, {args.prompts} questions per step, "
-          f"{args.new_tokens} new tokens, β {BETA}, μ 1, {args.warmup} warm-up + {args.steps} timed steps, {args.precision}, "
-          f"{os.environ.get('OMP_NUM_THREADS', '2')} threads, median over {args.pairs} interleaved rounds\n")
+    ratio = statistics.median(
+        b["completions_per_s"] / t["completions_per_s"] for b, t in zip(results["bielik"], results["trl"])
+    )
+    print(
+        f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), G {args.group}, "
+        f"{args.prompts} questions per step, {args.new_tokens} new tokens, β {BETA}, μ 1, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, {args.precision}, "
+        f"{os.environ.get('OMP_NUM_THREADS', '2')} threads, median over {args.pairs} interleaved rounds\n"
+    )
     print("| side | completions/s | mean completion length | ratio bielik/TRL (median) |")
     print("|---|---:|---:|---:|")
     for side in SIDES:
         runs = results[side]
-        print(f"| {side} | {statistics.median(r['completions_per_s'] for r in runs):.2f} | "
-              f"{statistics.mean(r['completion_length'] for r in runs):.1f} | {'—' if side == 'bielik' else f'**{ratio:.2f}**'} |")
+        print(
+            f"| {side} | {statistics.median(r['completions_per_s'] for r in runs):.2f} | "
+            f"{statistics.mean(r['completion_length'] for r in runs):.1f} | "
+            f"{'—' if side == 'bielik' else f'**{ratio:.2f}**'} |"
+        )
     print("\ntarget: bielik >= 2x TRL completions/s")
 
 

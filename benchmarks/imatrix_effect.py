@@ -55,7 +55,10 @@ def train_corpus(work: Path) -> Path:
         with gzip.open(out, "wt", encoding="utf-8") as fh:
             for d in read_corpus(["shipped"]):
                 if not is_heldout(d):
-                    fh.write(json.dumps({"id": d.id, "text": d.text, "lang": d.lang, "source": d.source}, ensure_ascii=False) + "\n")
+                    fh.write(
+                        json.dumps({"id": d.id, "text": d.text, "lang": d.lang, "source": d.source}, ensure_ascii=False)
+                        + "\n"
+                    )
     return out.parent
 
 
@@ -74,28 +77,78 @@ def main() -> None:
     build_tools()
     corpus = str(train_corpus(w))
     if not (w / "tok").exists():
-        train_tokenizer(TokenizerTrainConfig(inputs=[corpus], output=str(w / "tok"), vocab_size=args.vocab, max_chars=4_000_000))
+        train_tokenizer(
+            TokenizerTrainConfig(inputs=[corpus], output=str(w / "tok"), vocab_size=args.vocab, max_chars=4_000_000)
+        )
     if not (w / "data").exists():
-        pack(PackConfig(inputs=[corpus], tokenizer=str(w / "tok"), output=str(w / "data"), seq_len=256, mix={"pl": 0.75, "en": 0.25},
-                        val_fraction=0.02))
+        pack(
+            PackConfig(
+                inputs=[corpus],
+                tokenizer=str(w / "tok"),
+                output=str(w / "data"),
+                seq_len=256,
+                mix={"pl": 0.75, "en": 0.25},
+                val_fraction=0.02,
+            )
+        )
     if not (w / "init").exists():
-        init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(w / "tok"), output=str(w / "init"),
-                                   overrides={"num_hidden_layers": args.layers}))
+        init_model(
+            ModelInitConfig(
+                preset="tiny-llama",
+                tokenizer=str(w / "tok"),
+                output=str(w / "init"),
+                overrides={"num_hidden_layers": args.layers},
+            )
+        )
     if not (w / "pretrain" / "final").exists():
-        engine = EngineConfig.model_validate({
-            "steps": args.steps, "micro_batch_size": 8, "precision": "fp32", "lm_head_chunk": 1024,
-            "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 20, "weight_decay": 0.1},
-            "eval": {"every": 0, "batches": 8}, "checkpoint": {"every": 0}, "logging": {"every": 50}})
-        summary = pretrain(PretrainConfig(model=str(w / "init"), data=str(w / "data"), output=str(w / "pretrain"), train=engine))
+        engine = EngineConfig.model_validate(
+            {
+                "steps": args.steps,
+                "micro_batch_size": 8,
+                "precision": "fp32",
+                "lm_head_chunk": 1024,
+                "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 20, "weight_decay": 0.1},
+                "eval": {"every": 0, "batches": 8},
+                "checkpoint": {"every": 0},
+                "logging": {"every": 50},
+            }
+        )
+        summary = pretrain(
+            PretrainConfig(model=str(w / "init"), data=str(w / "data"), output=str(w / "pretrain"), train=engine)
+        )
         print("pretraining:", {k: v for k, v in summary.items() if "loss" in k or "ppl" in k})
     t_train = time.perf_counter() - t0
-    ref = export(ExportConfig(model=str(w / "pretrain" / "final"), output=str(w / "gguf"), outtype="f32", overwrite=True))
-    imat = compute_imatrix(ImatrixConfig(model=str(ref), output=str(w / "imatrix"), ctx=args.ctx,
-                                         text={"chars": args.calib_chars, "mix": {"pl": 0.5, "en": 0.5}}, overwrite=True))
-    quantize(QuantizeConfig(model=str(ref), output=str(w / "quantized"), types=[*DEFAULT_TYPES, "IQ2_XXS"], imatrix=str(imat),
-                            overwrite=True))
-    result = compare(CompareConfig(reference=str(ref), models=[str(w / "quantized")], output=str(w / "compare"), ctx=args.ctx,
-                                   text={"chars": args.heldout_chars, "mix": {"pl": 1.0}}, overwrite=True))
+    ref = export(
+        ExportConfig(model=str(w / "pretrain" / "final"), output=str(w / "gguf"), outtype="f32", overwrite=True)
+    )
+    imat = compute_imatrix(
+        ImatrixConfig(
+            model=str(ref),
+            output=str(w / "imatrix"),
+            ctx=args.ctx,
+            text={"chars": args.calib_chars, "mix": {"pl": 0.5, "en": 0.5}},
+            overwrite=True,
+        )
+    )
+    quantize(
+        QuantizeConfig(
+            model=str(ref),
+            output=str(w / "quantized"),
+            types=[*DEFAULT_TYPES, "IQ2_XXS"],
+            imatrix=str(imat),
+            overwrite=True,
+        )
+    )
+    result = compare(
+        CompareConfig(
+            reference=str(ref),
+            models=[str(w / "quantized")],
+            output=str(w / "compare"),
+            ctx=args.ctx,
+            text={"chars": args.heldout_chars, "mix": {"pl": 1.0}},
+            overwrite=True,
+        )
+    )
     print()
     print(markdown_table(result))
     rows = {(r["type"], r["imatrix"]): r for r in result["rows"]}
@@ -104,11 +157,19 @@ def main() -> None:
     for t in DEFAULT_TYPES:
         a, b = rows[(t, False)], rows[(t, True)]
         se = math.hypot(a["kld_stderr"], b["kld_stderr"])
-        verdict = "yes" if b["kld_mean"] <= a["kld_mean"] else ("within noise" if b["kld_mean"] - a["kld_mean"] < 2 * se else "NO")
-        print(f"| {t} | {a['kld_mean']:.5f} ± {a['kld_stderr']:.5f} | {b['kld_mean']:.5f} ± {b['kld_stderr']:.5f} | "
-              f"{b['kld_mean'] / a['kld_mean']:.3f} | {verdict} |")
-    print(f"\ntraining {t_train / 60:.1f} min, total {(time.perf_counter() - t0) / 60:.1f} min; "
-          f"artifacts in {w}/compare (compare.md, compare.json, kld_vs_bpw.png)")
+        verdict = (
+            "yes"
+            if b["kld_mean"] <= a["kld_mean"]
+            else ("within noise" if b["kld_mean"] - a["kld_mean"] < 2 * se else "NO")
+        )
+        print(
+            f"| {t} | {a['kld_mean']:.5f} ± {a['kld_stderr']:.5f} | {b['kld_mean']:.5f} ± {b['kld_stderr']:.5f} | "
+            f"{b['kld_mean'] / a['kld_mean']:.3f} | {verdict} |"
+        )
+    print(
+        f"\ntraining {t_train / 60:.1f} min, total {(time.perf_counter() - t0) / 60:.1f} min; "
+        f"artifacts in {w}/compare (compare.md, compare.json, kld_vs_bpw.png)"
+    )
 
 
 if __name__ == "__main__":

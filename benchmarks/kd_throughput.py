@@ -33,13 +33,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bielik.runtime import set_threads  # noqa: E402
-
 import torch  # noqa: E402
 
+from bielik.runtime import set_threads  # noqa: E402
+
 CONFIGS = ("ce", "teacher", "kd", "kd_top64", "kd_dense")
-SHAPE = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
-             vocab_size=16384, tie_word_embeddings=False)
+SHAPE = dict(
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=6,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=16384,
+    tie_word_embeddings=False,
+)
 B, T = 8, 256
 CHUNK = 256  # tokens per LM-head chunk: (256, 16384) fp32 buffers of 16 MiB instead of (2048, 16384) ones
 
@@ -63,15 +70,17 @@ def models():
     from bielik.model.factory import build_config, build_model
 
     teacher = build_model(build_config("tiny-llama", **SHAPE), seed=0)
-    student = build_model(build_config("tiny-llama", **{**SHAPE, "num_hidden_layers": 4, "intermediate_size": 512}), seed=1)
+    student = build_model(
+        build_config("tiny-llama", **{**SHAPE, "num_hidden_layers": 4, "intermediate_size": 512}), seed=1
+    )
     return teacher, student
 
 
 def measure(name: str, steps: int, warmup: int) -> dict:
+    from bielik.train.config import EngineConfig
     from bielik.train.distributed import Dist
     from bielik.train.engine import Engine
     from bielik.train.objectives import CausalLM
-    from bielik.train.config import EngineConfig
     from bielik.train.objectives.kd import LogitDistillation
 
     set_threads(2)
@@ -88,9 +97,20 @@ def measure(name: str, steps: int, warmup: int) -> dict:
             for _ in range(steps):
                 run()
     else:
-        obj = CausalLM(chunk=chunk) if name == "ce" else LogitDistillation(teacher, top_k=64 if name == "kd_top64" else 0, chunk=chunk)
-        e = EngineConfig(steps=warmup + steps, micro_batch_size=B, lm_head_chunk=chunk, eval={"every": 0, "at_start": False},
-                         logging={"every": 1000}, checkpoint={"every": 0, "save_final": False}, optim={"warmup_steps": 1})
+        obj = (
+            CausalLM(chunk=chunk)
+            if name == "ce"
+            else LogitDistillation(teacher, top_k=64 if name == "kd_top64" else 0, chunk=chunk)
+        )
+        e = EngineConfig(
+            steps=warmup + steps,
+            micro_batch_size=B,
+            lm_head_chunk=chunk,
+            eval={"every": 0, "at_start": False},
+            logging={"every": 1000},
+            checkpoint={"every": 0, "save_final": False},
+            optim={"warmup_steps": 1},
+        )
         eng = Engine(e, student, obj, src, f"/tmp/kd-throughput-{name}", Dist(), seq_len=T)
         for _ in range(warmup):
             eng.train_step()
@@ -98,7 +118,11 @@ def measure(name: str, steps: int, warmup: int) -> dict:
         for _ in range(steps):
             eng.train_step()
     dt = time.perf_counter() - t
-    return {"config": name, "tokens_per_s": steps * B * T / dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "config": name,
+        "tokens_per_s": steps * B * T / dt,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -114,21 +138,38 @@ def main() -> None:
     res: dict[str, list[dict]] = {c: [] for c in CONFIGS}
     for p in range(args.pairs):
         for c in CONFIGS:
-            out = subprocess.run([sys.executable, __file__, "--measure", c, "--steps", str(args.steps), "--warmup", str(args.warmup)],
-                                 capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2", "BIELIK_NO_BAR": "1"})
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", c, "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "OMP_NUM_THREADS": "2", "BIELIK_NO_BAR": "1"},
+            )
             res[c].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"round {p + 1}: {c}: {res[c][-1]['tokens_per_s']:,.0f} tok/s, peak RSS {res[c][-1]['peak_rss_mib']:,.0f} MiB", flush=True)
-    ratio = lambda c: statistics.median(r[c]["tokens_per_s"] / r["ce"]["tokens_per_s"] for r in  # noqa: E731
-                                        [{k: res[k][i] for k in CONFIGS} for i in range(args.pairs)])
+            print(
+                f"round {p + 1}: {c}: {res[c][-1]['tokens_per_s']:,.0f} tok/s, "
+                f"peak RSS {res[c][-1]['peak_rss_mib']:,.0f} MiB",
+                flush=True,
+            )
+    ratio = lambda c: statistics.median(
+        r[c]["tokens_per_s"] / r["ce"]["tokens_per_s"]
+        for r in [{k: res[k][i] for k in CONFIGS} for i in range(args.pairs)]  # noqa: E731
+    )
     med = {c: statistics.median(x["tokens_per_s"] for x in res[c]) for c in CONFIGS}
     rss = {c: max(x["peak_rss_mib"] for x in res[c]) for c in CONFIGS}
     floor = 1 / (1 / med["ce"] + 1 / med["teacher"])
-    print(f"\nbatch {B} x {T} tokens, vocab {SHAPE['vocab_size']}, fp32, 2 threads; median over {args.pairs} interleaved rounds\n")
+    print(
+        f"\nbatch {B} x {T} tokens, vocab {SHAPE['vocab_size']}, fp32, 2 threads; "
+        f"median over {args.pairs} interleaved rounds\n"
+    )
     print("| config | tokens/s | vs CE (median of per-round ratios) | peak RSS MiB |")
     print("|---|---:|---:|---:|")
     for c in CONFIGS:
         print(f"| {c} | {med[c]:,.0f} | {ratio(c):.2f} | {rss[c]:,.0f} |")
-    print(f"\nKD floor (student step + one teacher forward): {floor:,.0f} tok/s; chunked KD reaches {med['kd'] / floor:.0%} of it")
+    print(
+        f"\nKD floor (student step + one teacher forward): {floor:,.0f} tok/s; "
+        f"chunked KD reaches {med['kd'] / floor:.0%} of it"
+    )
 
 
 if __name__ == "__main__":

@@ -71,12 +71,16 @@ def main() -> None:
                 t = DecodeTimings()
                 sample(forward, tagged[:rows], SamplingParams(max_new_tokens=50), lm.tok, pad_id=lm.pad_id, timings=t)
                 return t.per_token
+
             return run
 
         for rows in (32, 128):
             a, b, r = ab(args.pairs, step(lambda *x: plain(*x), rows), step(fast, rows))
-            print(f"decode, {rows} rows x {min(map(len, tagged[:rows]))}-{max(map(len, tagged[:rows]))} tokens: "
-                  f"DynamicLayer {1e3 * a:.2f} ms/step | PreallocatedLayer {1e3 * b:.2f} ms/step | ratio {r:.2f}", flush=True)
+            print(
+                f"decode, {rows} rows x {min(map(len, tagged[:rows]))}-{max(map(len, tagged[:rows]))} tokens: "
+                f"DynamicLayer {1e3 * a:.2f} ms/step | PreallocatedLayer {1e3 * b:.2f} ms/step | ratio {r:.2f}",
+                flush=True,
+            )
 
         def fill(grouped):
             def run():
@@ -84,11 +88,14 @@ def main() -> None:
                 with torch.no_grad():
                     prefill(fast, reviews, lm.pad_id, "cpu", len(reviews[0]) + 49, grouped=grouped)
                 return time.perf_counter() - t0
+
             return run
 
         a, b, r = ab(args.pairs, fill(False), fill(True))
-        print(f"prefill, {len(reviews)} rows x {len(reviews[-1])}-{len(reviews[0])} tokens: one forward {a:.2f} s | "
-              f"length groups {b:.2f} s | ratio {r:.2f}")
+        print(
+            f"prefill, {len(reviews)} rows x {len(reviews[-1])}-{len(reviews[0])} tokens: one forward {a:.2f} s | "
+            f"length groups {b:.2f} s | ratio {r:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
 
 from bielik.compress.distill import DistillConfig, compare_heldout, distill, eval_curve  # noqa: E402
 from bielik.compress.importance import ImportanceConfig, importance  # noqa: E402
@@ -39,21 +38,38 @@ from bielik.compress.prune import PruneConfig, prune  # noqa: E402
 from bielik.data.pack import PackConfig, TokenShards, pack  # noqa: E402
 from bielik.model.factory import ModelInitConfig, ParamCount, init_model  # noqa: E402
 from bielik.model.loading import load_hf_model  # noqa: E402
+from bielik.runtime import set_threads  # noqa: E402
 from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 from bielik.train.batches import eval_batches  # noqa: E402
 from bielik.train.pretrain import PretrainConfig, pretrain  # noqa: E402
-from bielik.runtime import set_threads  # noqa: E402
 
-TEACHER = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 6, "num_attention_heads": 6, "num_key_value_heads": 2,
-           "tie_word_embeddings": True}
-MC_TASKS = ["polemo2_in_multiple_choice", "polemo2_out_multiple_choice", "polish_dyk_multiple_choice", "polish_ppc_multiple_choice",
-            "polish_klej_ner_multiple_choice"]
+TEACHER = {
+    "hidden_size": 192,
+    "intermediate_size": 512,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 6,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+MC_TASKS = [
+    "polemo2_in_multiple_choice",
+    "polemo2_out_multiple_choice",
+    "polish_dyk_multiple_choice",
+    "polish_ppc_multiple_choice",
+    "polish_klej_ner_multiple_choice",
+]
 
 
 def train_cfg(steps: int, batch: int, lr: float, eval_every: int) -> dict:
-    return {"steps": steps, "micro_batch_size": batch, "lm_head_chunk": 1024, "eval": {"every": eval_every, "batches": 8},
-            "logging": {"every": 25}, "checkpoint": {"every": 0, "save_final": True},
-            "optim": {"lr": lr, "min_lr": lr / 10, "warmup_steps": 10}}
+    return {
+        "steps": steps,
+        "micro_batch_size": batch,
+        "lm_head_chunk": 1024,
+        "eval": {"every": eval_every, "batches": 8},
+        "logging": {"every": 25},
+        "checkpoint": {"every": 0, "save_final": True},
+        "optim": {"lr": lr, "min_lr": lr / 10, "warmup_steps": 10},
+    }
 
 
 def teacher(work: Path, args) -> tuple[Path, Path]:
@@ -61,12 +77,24 @@ def teacher(work: Path, args) -> tuple[Path, Path]:
     if not tok.exists():
         train_tokenizer(TokenizerTrainConfig(output=str(tok), vocab_size=4096, max_chars=3_000_000))
     if not data.exists():
-        pack(PackConfig(tokenizer=str(tok), output=str(data), seq_len=128, max_tokens=2_000_000, val_fraction=0.03,
-                        mix={"pl": 0.75, "en": 0.25}))
+        pack(
+            PackConfig(
+                tokenizer=str(tok),
+                output=str(data),
+                seq_len=128,
+                max_tokens=2_000_000,
+                val_fraction=0.03,
+                mix={"pl": 0.75, "en": 0.25},
+            )
+        )
     if not init.exists():
         init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(init), overrides=TEACHER))
     if not (pre / "final").exists():
-        pretrain(PretrainConfig(model=str(init), data=str(data), output=str(pre), train=train_cfg(args.teacher_steps, 16, 3e-3, 100)))
+        pretrain(
+            PretrainConfig(
+                model=str(init), data=str(data), output=str(pre), train=train_cfg(args.teacher_steps, 16, 3e-3, 100)
+            )
+        )
     return pre / "final", data
 
 
@@ -82,8 +110,18 @@ def leaderboard(model_dir: Path, work: Path, limit: int) -> float | None:
     from bielik.eval.leaderboard import LeaderboardConfig, run_leaderboard
 
     out = work / "lb" / (model_dir.parent.name if model_dir.name == "final" else model_dir.name)
-    s = run_leaderboard(LeaderboardConfig(model=str(model_dir), output=str(out), tasks=MC_TASKS, num_fewshot=[0], data_dir=[str(shared)],
-                                          limit=limit, bootstrap_iters=0, write_samples=False))
+    s = run_leaderboard(
+        LeaderboardConfig(
+            model=str(model_dir),
+            output=str(out),
+            tasks=MC_TASKS,
+            num_fewshot=[0],
+            data_dir=[str(shared)],
+            limit=limit,
+            bootstrap_iters=0,
+            write_samples=False,
+        )
+    )
     return s["shots"]["0"]["average_normalised"]
 
 
@@ -114,24 +152,45 @@ def main() -> None:
     for name, (which, alpha) in runs.items():
         out = work / ("run-" + name.lower().replace(" ", "-").replace("(", "").replace(")", ""))
         if not (out / "final").exists():
-            distill(DistillConfig(teacher=str(t_dir), student=str(work / f"pruned-{which}"), data=str(data), output=str(out), alpha=alpha,
-                                  train=train_cfg(args.steps, 16, args.lr, 25)))
+            distill(
+                DistillConfig(
+                    teacher=str(t_dir),
+                    student=str(work / f"pruned-{which}"),
+                    data=str(data),
+                    output=str(out),
+                    alpha=alpha,
+                    train=train_cfg(args.steps, 16, args.lr, 25),
+                )
+            )
         curves[name] = eval_curve(out)
         results[name] = out / "final"
     rows = []
     for name, d in {"teacher": t_dir, **results}.items():
         n = ParamCount.of(load_hf_model(d)).total
-        rows.append({"model": name, "parameters": n, **heldout(d, t_dir, data, args.eval_batches),
-                     "leaderboard_mc_normalised": leaderboard(d, work, args.lb_limit)})
+        rows.append(
+            {
+                "model": name,
+                "parameters": n,
+                **heldout(d, t_dir, data, args.eval_batches),
+                "leaderboard_mc_normalised": leaderboard(d, work, args.lb_limit),
+            }
+        )
     plot_recovery(curves, {"teacher": rows[0]["student_ce"]}, work / "recovery.png")
     (work / "results.json").write_text(json.dumps(rows, indent=2, default=str))
-    print(f"\nheld-out: {rows[0]['tokens']:,} tokens; student budget {args.steps} steps x 16 x 128 tokens; total {time.perf_counter() - t0:.0f} s\n")
-    print("| model | parameters | held-out CE | ppl | ppl recovery | top-1 agreement | KL(t‖s) | leaderboard MC (norm.) |")
+    print(
+        f"\nheld-out: {rows[0]['tokens']:,} tokens; student budget {args.steps} steps x 16 x 128 tokens; "
+        f"total {time.perf_counter() - t0:.0f} s\n"
+    )
+    print(
+        "| model | parameters | held-out CE | ppl | ppl recovery | top-1 agreement | KL(t‖s) | leaderboard MC (norm.) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lb = "n/a" if r["leaderboard_mc_normalised"] is None else f"{r['leaderboard_mc_normalised']:.1f}"
-        print(f"| {r['model']} | {r['parameters']:,} | {r['student_ce']:.4f} | {r['student_ppl']:.1f} | {100 * r['ppl_recovery']:.1f}% | "
-              f"{100 * r['top1_agree']:.1f}% | {r['kl']:.4f} | {lb} |")
+        print(
+            f"| {r['model']} | {r['parameters']:,} | {r['student_ce']:.4f} | {r['student_ppl']:.1f} | "
+            f"{100 * r['ppl_recovery']:.1f}% | {100 * r['top1_agree']:.1f}% | {r['kl']:.4f} | {lb} |"
+        )
 
 
 if __name__ == "__main__":

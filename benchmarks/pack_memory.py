@@ -83,8 +83,16 @@ def measure(cmd: list[str]) -> dict:
 
 
 def train_tokenizer(out: Path) -> Path:
-    cmd = [sys.executable, "-m", "bielik.cli", "tokenizer", "train", f"output={out}",
-           "vocab_size=8192", "max_chars=4000000"]  # the tiny recipe's tokenizer stage
+    cmd = [
+        sys.executable,
+        "-m",
+        "bielik.cli",
+        "tokenizer",
+        "train",
+        f"output={out}",
+        "vocab_size=8192",
+        "max_chars=4000000",
+    ]  # the tiny recipe's tokenizer stage
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
     return out
 
@@ -92,8 +100,9 @@ def train_tokenizer(out: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mb", type=float, nargs="+", default=[TARGET_MB, 52.0], help="document sizes (MB of UTF-8 text)")
-    ap.add_argument("--baseline-mb", type=float, nargs="*", default=[],
-                    help="sizes to run with whole-document tokenisation")
+    ap.add_argument(
+        "--baseline-mb", type=float, nargs="*", default=[], help="sizes to run with whole-document tokenisation"
+    )
     ap.add_argument("--tokenizer", help="HF tokenizer directory (default: train the tiny recipe's)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
@@ -106,8 +115,16 @@ def main() -> None:
             src = tmp / f"doc-{mb:g}.jsonl"
             text_bytes = build_document(src, mb)
             head = [sys.executable, "-c", BASELINE] if baseline else [sys.executable, "-m", "bielik.cli"]
-            cmd = [*head, "data", "pack", f"inputs=[{src}]", f"tokenizer={tok}", f"output={tmp / 'packed'}",
-                   "seq_len=512", "overwrite=true"]
+            cmd = [
+                *head,
+                "data",
+                "pack",
+                f"inputs=[{src}]",
+                f"tokenizer={tok}",
+                f"output={tmp / 'packed'}",
+                "seq_len=512",
+                "overwrite=true",
+            ]
             res = measure(cmd)
             metrics = json.loads((tmp / "packed" / "metrics.json").read_text())
             src.unlink()
@@ -120,13 +137,21 @@ def main() -> None:
                 "meets_target": res["peak_rss_bytes"] <= TARGET_BYTES if (mb >= TARGET_MB and not baseline) else None,
             }
             rows.append(row)
-            print(f"{row['mode']:>24}: {row['document_mb']:7.1f} MB document -> peak RSS {row['peak_rss_gb']:.2f} GB "
-                  f"(target {TARGET_BYTES / 1e9:.1f} GB at {TARGET_MB} MB), {row['seconds']:.0f} s, "
-                  f"{row['packed_tokens']:,} packed tokens", flush=True)
-    result = {"command": " ".join(sys.argv), "tokenizer": args.tokenizer or "tiny recipe (bytelevel 8192)",
-              "target_peak_rss_gb": TARGET_BYTES / 1e9, "target_document_mb": TARGET_MB, "runs": rows,
-              "cpu_threads": os.environ.get("OMP_NUM_THREADS"),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            print(
+                f"{row['mode']:>24}: {row['document_mb']:7.1f} MB document -> peak RSS {row['peak_rss_gb']:.2f} GB "
+                f"(target {TARGET_BYTES / 1e9:.1f} GB at {TARGET_MB} MB), {row['seconds']:.0f} s, "
+                f"{row['packed_tokens']:,} packed tokens",
+                flush=True,
+            )
+    result = {
+        "command": " ".join(sys.argv),
+        "tokenizer": args.tokenizer or "tiny recipe (bytelevel 8192)",
+        "target_peak_rss_gb": TARGET_BYTES / 1e9,
+        "target_document_mb": TARGET_MB,
+        "runs": rows,
+        "cpu_threads": os.environ.get("OMP_NUM_THREADS"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

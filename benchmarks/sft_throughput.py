@@ -113,32 +113,65 @@ def measure_bielik(work: Path, args) -> dict:
     from bielik.train.sft import SFTConfig
 
     model_dir = work / "init"
-    cfg = SFTConfig(model=str(model_dir), data=[str(work / "dialogues.jsonl.gz")], seq_len=args.seq_len, val_fraction=0.0,
-                    output=str(work / "out-bielik"), train={
-                        "steps": args.warmup + args.steps, "micro_batch_size": args.batch, "precision": args.precision,
-                        "lm_head_chunk": args.chunk, "eval": {"every": 0, "at_start": False}, "logging": {"every": 10_000},
-                        "checkpoint": {"every": 0, "save_final": False},
-                        "optim": {"lr": LR, "min_lr": MIN_LR, "warmup_steps": 5, "weight_decay": WD, "alr": {"enabled": False}}})
+    cfg = SFTConfig(
+        model=str(model_dir),
+        data=[str(work / "dialogues.jsonl.gz")],
+        seq_len=args.seq_len,
+        val_fraction=0.0,
+        output=str(work / "out-bielik"),
+        train={
+            "steps": args.warmup + args.steps,
+            "micro_batch_size": args.batch,
+            "precision": args.precision,
+            "lm_head_chunk": args.chunk,
+            "eval": {"every": 0, "at_start": False},
+            "logging": {"every": 10_000},
+            "checkpoint": {"every": 0, "save_final": False},
+            "optim": {"lr": LR, "min_lr": MIN_LR, "warmup_steps": 5, "weight_decay": WD, "alr": {"enabled": False}},
+        },
+    )
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
-    data = build_sft_data(tok, cfg.data, cfg.seq_len, cfg.val_fraction, cfg.seed, cfg.quality_weights, overflow=cfg.too_long,
-                          assistant_only=cfg.assistant_only, pack=cfg.pack, weighting=cfg.weighting)
+    data = build_sft_data(
+        tok,
+        cfg.data,
+        cfg.seq_len,
+        cfg.val_fraction,
+        cfg.seed,
+        cfg.quality_weights,
+        overflow=cfg.too_long,
+        assistant_only=cfg.assistant_only,
+        pack=cfg.pack,
+        weighting=cfg.weighting,
+    )
     e = cfg.train
     src = ChatRowBatches(data.train, e.micro_batch_size, e.grad_accum, 0, 1, e.seed)
-    eng = Engine(e, load_hf_model(model_dir), CausalLM(chunk=e.lm_head_chunk, weighted=cfg.weighting, normalize=cfg.normalize),
-                 src, cfg.output, Dist(), seq_len=cfg.seq_len)
+    eng = Engine(
+        e,
+        load_hf_model(model_dir),
+        CausalLM(chunk=e.lm_head_chunk, weighted=cfg.weighting, normalize=cfg.normalize),
+        src,
+        cfg.output,
+        Dist(),
+        seq_len=cfg.seq_len,
+    )
     prep_rss = _reset_hwm()
     recs, times = [], []
-    for i in range(args.warmup + args.steps):
+    for _ in range(args.warmup + args.steps):
         recs.append(eng.train_step())
         times.append(time.perf_counter())
-    timed = recs[args.warmup:]
+    timed = recs[args.warmup :]
     dt = times[-1] - times[args.warmup - 1]
-    return {"tokens_per_s": sum(r["real_tokens"] for r in timed) / dt,
-            "real_tokens_per_step": statistics.mean(r["real_tokens"] for r in timed),
-            "loss_tokens_per_step": statistics.mean(r["loss_tokens"] for r in timed),
-            "ce": [round(r["ce"], 4) for r in recs], "rows": len(data.train), "fill": data.stats["train"]["fill"],
-            "trained_tokens": data.stats["train"]["trained_tokens"],
-            "train_rss_mib": _hwm_mib(), "process_rss_mib": max(prep_rss, _hwm_mib())}
+    return {
+        "tokens_per_s": sum(r["real_tokens"] for r in timed) / dt,
+        "real_tokens_per_step": statistics.mean(r["real_tokens"] for r in timed),
+        "loss_tokens_per_step": statistics.mean(r["loss_tokens"] for r in timed),
+        "ce": [round(r["ce"], 4) for r in recs],
+        "rows": len(data.train),
+        "fill": data.stats["train"]["fill"],
+        "trained_tokens": data.stats["train"]["trained_tokens"],
+        "train_rss_mib": _hwm_mib(),
+        "process_rss_mib": max(prep_rss, _hwm_mib()),
+    }
 
 
 def measure_trl(work: Path, args, accum: bool) -> dict:
@@ -157,13 +190,32 @@ def measure_trl(work: Path, args, accum: bool) -> dict:
     tok = ensure_chat_template(load_hf_tokenizer(model_dir))
     micro, ga = (1, args.batch) if accum else (args.batch, 1)
     targs = SFTConfig(
-        output_dir=str(work / "out-trl"), max_steps=args.warmup + args.steps, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=ga, learning_rate=LR, lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr": MIN_LR}, warmup_steps=5, weight_decay=WD, adam_beta2=0.95, max_grad_norm=1.0,
-        optim="adamw_torch_fused", use_cpu=True, bf16=args.precision != "fp32", gradient_checkpointing=False,
-        packing=True, packing_strategy="bfd", max_length=args.seq_len, assistant_only_loss=True,
-        report_to=[], save_strategy="no", logging_strategy="steps", logging_steps=1, disable_tqdm=True,
-        dataloader_num_workers=0, seed=0,
+        output_dir=str(work / "out-trl"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=ga,
+        learning_rate=LR,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": MIN_LR},
+        warmup_steps=5,
+        weight_decay=WD,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        optim="adamw_torch_fused",
+        use_cpu=True,
+        bf16=args.precision != "fp32",
+        gradient_checkpointing=False,
+        packing=True,
+        packing_strategy="bfd",
+        max_length=args.seq_len,
+        assistant_only_loss=True,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
     )
 
     class Counting(SFTTrainer):
@@ -192,20 +244,30 @@ def measure_trl(work: Path, args, accum: bool) -> dict:
     def autocast_probe(module, inputs):  # accelerate wraps the (fused) forward in autocast: look inside it
         Counting.autocast_seen |= torch.is_autocast_enabled("cpu")
 
-    trainer = Counting(model=load_hf_model(model_dir), args=targs, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
+    trainer = Counting(
+        model=load_hf_model(model_dir), args=targs, train_dataset=ds, processing_class=tok, callbacks=[Clock()]
+    )
     trainer.model.model.layers[0].register_forward_pre_hook(autocast_probe)
     trained = sum(sum(1 for x in row if x != -100) for row in trainer.train_dataset["labels"])
     trainer.train()
     (t0, n0, l0), (t1, n1, l1) = marks[args.warmup], marks[-1]
-    return {"tokens_per_s": (n1 - n0) / (t1 - t0), "real_tokens_per_step": (n1 - n0) / args.steps,
-            "loss_tokens_per_step": (l1 - l0) / args.steps, "ce": losses, "rows": len(trainer.train_dataset),
-            "trained_tokens": trained,
-            "fill": round(sum(map(len, trainer.train_dataset["input_ids"])) / (len(trainer.train_dataset) * args.seq_len), 4),
-            "autocast": Counting.autocast_seen, "train_rss_mib": _hwm_mib(), "process_rss_mib": max(Clock.prep_rss, _hwm_mib())}
+    return {
+        "tokens_per_s": (n1 - n0) / (t1 - t0),
+        "real_tokens_per_step": (n1 - n0) / args.steps,
+        "loss_tokens_per_step": (l1 - l0) / args.steps,
+        "ce": losses,
+        "rows": len(trainer.train_dataset),
+        "trained_tokens": trained,
+        "fill": round(
+            sum(map(len, trainer.train_dataset["input_ids"])) / (len(trainer.train_dataset) * args.seq_len), 4
+        ),
+        "autocast": Counting.autocast_seen,
+        "train_rss_mib": _hwm_mib(),
+        "process_rss_mib": max(Clock.prep_rss, _hwm_mib()),
+    }
 
 
 def measure(side: str, args) -> dict:
-    import torch
 
     set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = Path(args.work)
@@ -223,11 +285,33 @@ def _tail(xs: list[float]) -> float:
 
 # --- driver -------------------------------------------------------------------------------------
 def run(side: str, precision: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--measure", side, "--precision-one", precision, "--work", str(args.work),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch), "--seq-len", str(args.seq_len),
-           "--chunk", str(args.chunk)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "BIELIK_NO_BAR": "1",
-           "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        side,
+        "--precision-one",
+        precision,
+        "--work",
+        str(args.work),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--chunk",
+        str(args.chunk),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "BIELIK_NO_BAR": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{side} {precision} failed:\n{out.stderr[-4000:]}")
@@ -235,23 +319,35 @@ def run(side: str, precision: str, args) -> dict:
 
 
 def report(results: dict[str, dict[str, list[dict]]], args) -> None:
-    print(f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), {args.dialogues} shipped dialogues, packed rows of "
-          f"{args.seq_len}, global batch {args.batch} rows, {args.warmup} warm-up + {args.steps} timed steps, "
-          f"bielik lm_head_chunk {args.chunk}, {os.environ.get('OMP_NUM_THREADS', '2')} threads, "
-          f"median over {args.pairs} interleaved rounds\n")
-    print("| side | precision | real tokens/s | train RSS MiB | process RSS MiB | loss tokens/step | real tokens/step "
-          "| CE first 3 → last 3 steps | ratio bielik/side (median) |")
+    print(
+        f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}), {args.dialogues} shipped dialogues, "
+        f"packed rows of {args.seq_len}, global batch {args.batch} rows, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, "
+        f"bielik lm_head_chunk {args.chunk}, {os.environ.get('OMP_NUM_THREADS', '2')} threads, "
+        f"median over {args.pairs} interleaved rounds\n"
+    )
+    print(
+        "| side | precision | real tokens/s | train RSS MiB | process RSS MiB | loss tokens/step | real tokens/step "
+        "| CE first 3 → last 3 steps | ratio bielik/side (median) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")
     for prec, by_side in results.items():
         for side in SIDES:
             runs = by_side[side]
             tps = statistics.median(r["tokens_per_s"] for r in runs)
             ratio = statistics.median(b["tokens_per_s"] / r["tokens_per_s"] for b, r in zip(by_side["bielik"], runs))
-            print(f"| {side} | {prec} | {tps:,.0f} | {max(r['train_rss_mib'] for r in runs):,.0f} | "
-                  f"{max(r['process_rss_mib'] for r in runs):,.0f} | {statistics.mean(r['loss_tokens_per_step'] for r in runs):,.0f} | "
-                  f"{statistics.mean(r['real_tokens_per_step'] for r in runs):,.0f} | {statistics.mean(_head(r['ce']) for r in runs):.2f} → {statistics.mean(_tail(r['ce']) for r in runs):.2f} | "
-                  f"{'—' if side == 'bielik' else f'{ratio:.2f}'} |")
-        best = [max(by_side["trl"][i]["tokens_per_s"], by_side["trl-accum"][i]["tokens_per_s"]) for i in range(args.pairs)]
+            print(
+                f"| {side} | {prec} | {tps:,.0f} | {max(r['train_rss_mib'] for r in runs):,.0f} | "
+                f"{max(r['process_rss_mib'] for r in runs):,.0f} | "
+                f"{statistics.mean(r['loss_tokens_per_step'] for r in runs):,.0f} | "
+                f"{statistics.mean(r['real_tokens_per_step'] for r in runs):,.0f} | "
+                f"{statistics.mean(_head(r['ce']) for r in runs):.2f} → "
+                f"{statistics.mean(_tail(r['ce']) for r in runs):.2f} | "
+                f"{'—' if side == 'bielik' else f'{ratio:.2f}'} |"
+            )
+        best = [
+            max(by_side["trl"][i]["tokens_per_s"], by_side["trl-accum"][i]["tokens_per_s"]) for i in range(args.pairs)
+        ]
         vs_best = statistics.median(b["tokens_per_s"] / t for b, t in zip(by_side["bielik"], best))
         print(f"| **bielik / best TRL layout** | {prec} | | | | | | | **{vs_best:.2f}** |")
     print("\ntarget: bielik >= 1.5x TRL")
@@ -289,11 +385,16 @@ def main() -> None:
             for side in sides:
                 r = run(side, prec, args)
                 results[prec][side].append(r)
-                print(f"{prec} round {i + 1}: {side:9s} {r['tokens_per_s']:7,.0f} tok/s  train RSS {r['train_rss_mib']:6,.0f} MiB  "
-                      f"loss tokens/step {r['loss_tokens_per_step']:6,.0f}  real tokens/step {r['real_tokens_per_step']:6,.0f}  "
-                      f"CE {_head(r['ce']):.2f} → {_tail(r['ce']):.2f}  data: {r['rows']} rows, {r['trained_tokens']:,} trained tokens"
-                      + (f"  autocast {r['autocast']}" if "autocast" in r else ""),
-                      flush=True)
+                print(
+                    f"{prec} round {i + 1}: {side:9s} {r['tokens_per_s']:7,.0f} tok/s  "
+                    f"train RSS {r['train_rss_mib']:6,.0f} MiB  "
+                    f"loss tokens/step {r['loss_tokens_per_step']:6,.0f}  "
+                    f"real tokens/step {r['real_tokens_per_step']:6,.0f}  "
+                    f"CE {_head(r['ce']):.2f} → {_tail(r['ce']):.2f}  "
+                    f"data: {r['rows']} rows, {r['trained_tokens']:,} trained tokens"
+                    + (f"  autocast {r['autocast']}" if "autocast" in r else ""),
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if set(sides) == set(SIDES):

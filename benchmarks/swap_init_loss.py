@@ -15,7 +15,8 @@ The experiment behind ``bielik model swap-tokenizer``'s claim, end to end on the
 Loss is reported in nats per target token (all three share the target tokenizer, so they compare
 directly) and bits per character (comparable with the source model under its own tokenizer).
 
-    OMP_NUM_THREADS=1 BIELIK_NO_BAR=1 .venv/bin/python benchmarks/swap_init_loss.py [--steps 600] [--out runs/bench-swap]
+    OMP_NUM_THREADS=1 BIELIK_NO_BAR=1 .venv/bin/python benchmarks/swap_init_loss.py \\
+        [--steps 600] [--out runs/bench-swap]
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ HELDOUT = "pl_ntrex_news.jsonl.gz"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source-tokenizer", default="en-bpe:4096", help="en-bpe:N (English byte-level BPE) or any tokenizer bielik reads")
+    ap.add_argument(
+        "--source-tokenizer",
+        default="en-bpe:4096",
+        help="en-bpe:N (English byte-level BPE) or any tokenizer bielik reads",
+    )
     ap.add_argument("--target-vocab", type=int, default=8192)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--hidden", type=int, default=128)
@@ -50,11 +55,11 @@ def main() -> None:
     from bielik.data.corpus import shipped_corpus_dir
     from bielik.data.pack import PackConfig, pack
     from bielik.model.factory import ModelInitConfig, init_model
+    from bielik.model.loading import load_hf_model
     from bielik.model.swap import SwapTokenizerConfig, heldout_loss, swap_tokenizer
     from bielik.tokenizer.formats import load_tokenizer
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.config import EngineConfig
-    from bielik.model.loading import load_hf_model
     from bielik.train.pretrain import PretrainConfig, pretrain
 
     out = Path(args.out)
@@ -74,44 +79,120 @@ def main() -> None:
     src_tok = out / "source-tokenizer"
     if not src_tok.exists():
         if args.source_tokenizer.startswith("en-bpe:"):
-            timed("source tokenizer", lambda: train_tokenizer(TokenizerTrainConfig(
-                inputs=train_files, output=str(src_tok), vocab_size=int(args.source_tokenizer.split(":")[1]), langs=["en"], max_chars=None)))
+            timed(
+                "source tokenizer",
+                lambda: train_tokenizer(
+                    TokenizerTrainConfig(
+                        inputs=train_files,
+                        output=str(src_tok),
+                        vocab_size=int(args.source_tokenizer.split(":")[1]),
+                        langs=["en"],
+                        max_chars=None,
+                    )
+                ),
+            )
         else:
             load_tokenizer(args.source_tokenizer).hf().save_pretrained(src_tok)
     if not (out / "data").exists():
-        timed("pack", lambda: pack(PackConfig(inputs=train_files, tokenizer=str(src_tok), output=str(out / "data"),
-                                              seq_len=args.seq_len, val_fraction=0.01)))
+        timed(
+            "pack",
+            lambda: pack(
+                PackConfig(
+                    inputs=train_files,
+                    tokenizer=str(src_tok),
+                    output=str(out / "data"),
+                    seq_len=args.seq_len,
+                    val_fraction=0.01,
+                )
+            ),
+        )
     if not (out / "init").exists():
-        init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(src_tok), output=str(out / "init"), overrides={
-            "hidden_size": args.hidden, "intermediate_size": 3 * args.hidden, "num_hidden_layers": args.layers,
-            "num_attention_heads": max(2, args.hidden // 32), "num_key_value_heads": max(1, args.hidden // 64)}))
-    engine = validate(EngineConfig, {
-        "steps": args.steps, "micro_batch_size": args.batch, "lm_head_chunk": 512,
-        "optim": {"lr": args.lr, "min_lr": args.lr / 10, "warmup_steps": max(1, args.steps // 20)},
-        "eval": {"every": 0, "batches": 8}, "logging": {"every": 50}, "checkpoint": {"every": 0, "save_final": True}})
+        init_model(
+            ModelInitConfig(
+                preset="tiny-llama",
+                tokenizer=str(src_tok),
+                output=str(out / "init"),
+                overrides={
+                    "hidden_size": args.hidden,
+                    "intermediate_size": 3 * args.hidden,
+                    "num_hidden_layers": args.layers,
+                    "num_attention_heads": max(2, args.hidden // 32),
+                    "num_key_value_heads": max(1, args.hidden // 64),
+                },
+            )
+        )
+    engine = validate(
+        EngineConfig,
+        {
+            "steps": args.steps,
+            "micro_batch_size": args.batch,
+            "lm_head_chunk": 512,
+            "optim": {"lr": args.lr, "min_lr": args.lr / 10, "warmup_steps": max(1, args.steps // 20)},
+            "eval": {"every": 0, "batches": 8},
+            "logging": {"every": 50},
+            "checkpoint": {"every": 0, "save_final": True},
+        },
+    )
     source = out / "source"
     if not (source / "final").exists():
-        timed("pretrain", lambda: pretrain(PretrainConfig(model=str(out / "init"), data=str(out / "data"), output=str(source), train=engine)))
+        timed(
+            "pretrain",
+            lambda: pretrain(
+                PretrainConfig(model=str(out / "init"), data=str(out / "data"), output=str(source), train=engine)
+            ),
+        )
     tgt_tok = out / "target-tokenizer"
     if not tgt_tok.exists():
-        timed("target tokenizer", lambda: train_tokenizer(TokenizerTrainConfig(
-            inputs=train_files, output=str(tgt_tok), style="sentencepiece", vocab_size=args.target_vocab, langs=["pl"], max_chars=None)))
+        timed(
+            "target tokenizer",
+            lambda: train_tokenizer(
+                TokenizerTrainConfig(
+                    inputs=train_files,
+                    output=str(tgt_tok),
+                    style="sentencepiece",
+                    vocab_size=args.target_vocab,
+                    langs=["pl"],
+                    max_chars=None,
+                )
+            ),
+        )
 
     from bielik.tokenizer.formats import load_hf_tokenizer
 
-    ref = heldout_loss(load_hf_model(source / "final"), load_hf_tokenizer(source / "final"), heldout, ["pl"],
-                       args.eval_tokens, args.seq_len)
+    ref = heldout_loss(
+        load_hf_model(source / "final"),
+        load_hf_tokenizer(source / "final"),
+        heldout,
+        ["pl"],
+        args.eval_tokens,
+        args.seq_len,
+    )
     results = {"source (own tokenizer)": ref}
     for init in ("focus", "mean", "random"):
-        s = timed(f"swap {init}", lambda: swap_tokenizer(SwapTokenizerConfig(
-            model=str(source / "final"), tokenizer=str(tgt_tok), output=str(out / f"swap-{init}"), init=init, corpus=train_files,
-            max_chars=args.fasttext_chars, eval_inputs=heldout, eval_max_tokens=args.eval_tokens, eval_seq_len=args.seq_len,
-            overwrite=True)))
+        s = timed(
+            f"swap {init}",
+            lambda init=init: swap_tokenizer(
+                SwapTokenizerConfig(
+                    model=str(source / "final"),
+                    tokenizer=str(tgt_tok),
+                    output=str(out / f"swap-{init}"),
+                    init=init,
+                    corpus=train_files,
+                    max_chars=args.fasttext_chars,
+                    eval_inputs=heldout,
+                    eval_max_tokens=args.eval_tokens,
+                    eval_seq_len=args.seq_len,
+                    overwrite=True,
+                )
+            ),
+        )
         results[init] = {**s["eval"], "shared": s["shared"], "new": s["new"], "new_random": s["new_random"]}
     print("\n| model | loss (nats/token) | bits/char | held-out tokens |\n|---|---:|---:|---:|")
     for name, r in results.items():
         print(f"| {name} | {r['loss']:.4f} | {r['bits_per_char']:.4f} | {r['tokens']} |")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "timings_s": timings}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"args": vars(args), "results": results, "timings_s": timings}, indent=2)
+    )
     ok = results["focus"]["loss"] < results["mean"]["loss"] < results["random"]["loss"]
     print(f"\nFOCUS < mean < random: {ok}")
 

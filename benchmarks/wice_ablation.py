@@ -145,13 +145,32 @@ def prepare_base(work: Path, args) -> Path:
     if not (work / "init" / "config.json").is_file():
         init_model(ModelInitConfig(preset="tiny-llama", tokenizer=str(tok), output=str(work / "init")))
     if not (work / "corpus").is_dir():
-        pack(PackConfig(tokenizer=str(tok), output=str(work / "corpus"), seq_len=args.seq_len, max_tokens=2_000_000,
-                        mix={"pl": 0.75, "en": 0.25}))
+        pack(
+            PackConfig(
+                tokenizer=str(tok),
+                output=str(work / "corpus"),
+                seq_len=args.seq_len,
+                max_tokens=2_000_000,
+                mix={"pl": 0.75, "en": 0.25},
+            )
+        )
     t = time.perf_counter()
-    pretrain(PretrainConfig(model=str(work / "init"), data=str(work / "corpus"), output=str(work / "base"), train={
-        "steps": args.pretrain_steps, "micro_batch_size": 16, "precision": "bf16-autocast",
-        "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 20}, "eval": {"every": 0, "at_start": False},
-        "logging": {"every": 50}, "checkpoint": {"every": 0, "save_final": True}}))
+    pretrain(
+        PretrainConfig(
+            model=str(work / "init"),
+            data=str(work / "corpus"),
+            output=str(work / "base"),
+            train={
+                "steps": args.pretrain_steps,
+                "micro_batch_size": 16,
+                "precision": "bf16-autocast",
+                "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 20},
+                "eval": {"every": 0, "at_start": False},
+                "logging": {"every": 50},
+                "checkpoint": {"every": 0, "save_final": True},
+            },
+        )
+    )
     print(f"pretrained the base for {args.pretrain_steps} steps in {time.perf_counter() - t:.0f} s", flush=True)
     return base
 
@@ -184,14 +203,31 @@ def run_arm(arm: str, seed: int, base: Path, train_file: Path, heldout: Path, ou
     from bielik.train.sft import SFTConfig, sft
 
     spec = ARMS[arm]
-    optim = {"lr": args.lr, "min_lr": args.lr / 10, "warmup_steps": 10,
-             "alr": {"enabled": spec.get("alr", True), "baseline_tokens": bs}}
+    optim = {
+        "lr": args.lr,
+        "min_lr": args.lr / 10,
+        "warmup_steps": 10,
+        "alr": {"enabled": spec.get("alr", True), "baseline_tokens": bs},
+    }
     cfg = SFTConfig(
-        model=str(base), data=[str(train_file)], output=str(out), seq_len=args.seq_len, val_fraction=0.0, seed=seed,
-        weighting=spec.get("weighting", True), normalize=spec.get("normalize", "tokens"),
-        train={"steps": args.steps, "micro_batch_size": args.batch, "precision": "bf16-autocast", "seed": seed, "optim": optim,
-               "eval": {"every": 0, "at_start": False}, "logging": {"every": 1},
-               "checkpoint": {"every": 0, "save_final": True, "resume": "never"}},
+        model=str(base),
+        data=[str(train_file)],
+        output=str(out),
+        seq_len=args.seq_len,
+        val_fraction=0.0,
+        seed=seed,
+        weighting=spec.get("weighting", True),
+        normalize=spec.get("normalize", "tokens"),
+        train={
+            "steps": args.steps,
+            "micro_batch_size": args.batch,
+            "precision": "bf16-autocast",
+            "seed": seed,
+            "optim": optim,
+            "eval": {"every": 0, "at_start": False},
+            "logging": {"every": 1},
+            "checkpoint": {"every": 0, "save_final": True, "resume": "never"},
+        },
     )
     shutil.rmtree(out, ignore_errors=True)  # metrics.jsonl is append-only: start clean
     t = time.perf_counter()
@@ -203,30 +239,54 @@ def run_arm(arm: str, seed: int, base: Path, train_file: Path, heldout: Path, ou
     # logging.every=1: the logged lr and lr_schedule are the same step's (with a longer window the
     # engine logs the last step's lr but the window's mean lr_schedule)
     scale = [r["lr"] / r["lr_schedule"] for r in train if r.get("lr_schedule")]
-    return {"arm": arm, "seed": seed, "heldout_ce": loss, "heldout_tokens": n, "final_train_loss": summary["final_train_loss"],
-            "train_ce_last10": statistics.mean(r["ce"] for r in train[-10:]), "mean_alr_scale": statistics.mean(scale) if scale else 1.0,
-            "mean_loss_tokens_per_step": statistics.mean(r["loss_tokens"] for r in train),
-            "mean_weight": statistics.mean(r["mean_weight"] for r in train) if "mean_weight" in train[0] else 1.0,
-            "train_dialogues": summary["data"]["train_dialogues"], "weights": summary["data"]["weights"],
-            "steps": summary["steps"], "train_seconds": round(train_s, 1),
-            "config": {"lr": args.lr, "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps,
-                       "corrupt": args.corrupt, "alr_baseline_tokens": bs, **spec}}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "heldout_ce": loss,
+        "heldout_tokens": n,
+        "final_train_loss": summary["final_train_loss"],
+        "train_ce_last10": statistics.mean(r["ce"] for r in train[-10:]),
+        "mean_alr_scale": statistics.mean(scale) if scale else 1.0,
+        "mean_loss_tokens_per_step": statistics.mean(r["loss_tokens"] for r in train),
+        "mean_weight": statistics.mean(r["mean_weight"] for r in train) if "mean_weight" in train[0] else 1.0,
+        "train_dialogues": summary["data"]["train_dialogues"],
+        "weights": summary["data"]["weights"],
+        "steps": summary["steps"],
+        "train_seconds": round(train_s, 1),
+        "config": {
+            "lr": args.lr,
+            "seq_len": args.seq_len,
+            "batch": args.batch,
+            "steps": args.steps,
+            "corrupt": args.corrupt,
+            "alr_baseline_tokens": bs,
+            **spec,
+        },
+    }
 
 
 # --- driver ---------------------------------------------------------------------------------------
 def table(results: list[dict], arms: list[str], seeds: list[int], base_loss: float) -> str:
     by = {(r["arm"], r["seed"]): r for r in results}
-    lines = [f"held-out CE of the pretrained base before SFT: {base_loss:.4f}\n",
-             "| arm | held-out CE, mean ± sd | per seed | Δ vs wice per seed (mean) | mean ALR scale | loss tokens/step |",
-             "|---|---:|---|---|---:|---:|"]
+    lines = [
+        f"held-out CE of the pretrained base before SFT: {base_loss:.4f}\n",
+        "| arm | held-out CE, mean ± sd | per seed | Δ vs wice per seed (mean) | mean ALR scale | loss tokens/step |",
+        "|---|---:|---|---|---:|---:|",
+    ]
     for arm in arms:
         vals = [by[(arm, s)]["heldout_ce"] for s in seeds]
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         deltas = [by[(arm, s)]["heldout_ce"] - by[("wice", s)]["heldout_ce"] for s in seeds] if "wice" in arms else []
-        delta = "—" if arm == "wice" or not deltas else f"{', '.join(f'{d:+.4f}' for d in deltas)} ({statistics.mean(deltas):+.4f})"
-        lines.append(f"| {arm} | {statistics.mean(vals):.4f} ± {sd:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {delta} | "
-                     f"{statistics.mean(by[(arm, s)]['mean_alr_scale'] for s in seeds):.2f} | "
-                     f"{statistics.mean(by[(arm, s)]['mean_loss_tokens_per_step'] for s in seeds):,.0f} |")
+        delta = (
+            "—"
+            if arm == "wice" or not deltas
+            else f"{', '.join(f'{d:+.4f}' for d in deltas)} ({statistics.mean(deltas):+.4f})"
+        )
+        lines.append(
+            f"| {arm} | {statistics.mean(vals):.4f} ± {sd:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {delta} | "
+            f"{statistics.mean(by[(arm, s)]['mean_alr_scale'] for s in seeds):.2f} | "
+            f"{statistics.mean(by[(arm, s)]['mean_loss_tokens_per_step'] for s in seeds):,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -248,7 +308,6 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="keep arms whose JSON in --results has the same settings")
     args = p.parse_args()
     os.environ.setdefault("BIELIK_NO_BAR", "1")
-    import torch
 
     set_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = args.work or Path(tempfile.mkdtemp(prefix="bielik-wice-"))
@@ -265,10 +324,13 @@ def main() -> None:
     pool = high_dialogues(args.en, seed=0)
     random.Random(0).shuffle(pool)
     heldout = write_jsonl(work / "heldout.jsonl.gz", pool[: args.heldout])
-    train_pool = pool[args.heldout:]
+    train_pool = pool[args.heldout :]
     base_loss, n_heldout = heldout_loss(base, heldout, args.seq_len)
-    print(f"{len(train_pool)} training dialogues, {args.heldout} held out ({n_heldout:,} assistant tokens); "
-          f"base held-out CE {base_loss:.4f}", flush=True)
+    print(
+        f"{len(train_pool)} training dialogues, {args.heldout} held out ({n_heldout:,} assistant tokens); "
+        f"base held-out CE {base_loss:.4f}",
+        flush=True,
+    )
 
     results = []
     for seed in seeds:
@@ -281,24 +343,46 @@ def main() -> None:
             path = results_dir / f"{arm}-s{seed}.json"
             old = json.loads(path.read_text()) if path.is_file() else None
             bs = round(done["wice"]["mean_loss_tokens_per_step"]) if ARMS[arm].get("alr_calibrated") else 2048
-            want = {"lr": args.lr, "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps, "corrupt": args.corrupt,
-                    "alr_baseline_tokens": bs, **ARMS[arm]}
+            want = {
+                "lr": args.lr,
+                "seq_len": args.seq_len,
+                "batch": args.batch,
+                "steps": args.steps,
+                "corrupt": args.corrupt,
+                "alr_baseline_tokens": bs,
+                **ARMS[arm],
+            }
             if args.reuse and old and old.get("config") == want:
                 r = old
             else:
-                r = run_arm(arm, seed, base, clean if ARMS[arm].get("drop_low") else full, heldout, work / f"run-{arm}-s{seed}",
-                            args, bs)
+                r = run_arm(
+                    arm,
+                    seed,
+                    base,
+                    clean if ARMS[arm].get("drop_low") else full,
+                    heldout,
+                    work / f"run-{arm}-s{seed}",
+                    args,
+                    bs,
+                )
                 r["corruptions"] = counts
                 path.write_text(json.dumps(r, indent=1))
             done[arm] = r
             results.append(r)
-            print(f"seed {seed} {arm:13s} held-out CE {r['heldout_ce']:.4f}  train CE (last 10 steps) {r['train_ce_last10']:.3f}  "
-                  f"ALR scale {r['mean_alr_scale']:.2f}  {r['train_seconds']:.0f} s", flush=True)
+            print(
+                f"seed {seed} {arm:13s} held-out CE {r['heldout_ce']:.4f}  "
+                f"train CE (last 10 steps) {r['train_ce_last10']:.3f}  "
+                f"ALR scale {r['mean_alr_scale']:.2f}  {r['train_seconds']:.0f} s",
+                flush=True,
+            )
 
-    print(f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}) pretrained {args.pretrain_steps} steps x 16 x "
-          f"{args.seq_len} tokens on the shipped corpus; SFT {args.steps} steps x {args.batch} packed rows of {args.seq_len}, "
-          f"lr {args.lr:g} -> {args.lr / 10:g}, bf16 autocast; {len(train_pool)} training dialogues ({args.corrupt:.0%} corrupted "
-          f"-> low), {args.heldout} clean held-out; seeds {seeds}; total {time.perf_counter() - t0:.0f} s\n")
+    print(
+        f"\nsettings: tiny-llama (h 256, 4 layers, vocab {args.vocab}) pretrained {args.pretrain_steps} steps x 16 x "
+        f"{args.seq_len} tokens on the shipped corpus; SFT {args.steps} steps x {args.batch} packed rows of "
+        f"{args.seq_len}, lr {args.lr:g} -> {args.lr / 10:g}, bf16 autocast; "
+        f"{len(train_pool)} training dialogues ({args.corrupt:.0%} corrupted -> low), "
+        f"{args.heldout} clean held-out; seeds {seeds}; total {time.perf_counter() - t0:.0f} s\n"
+    )
     text = table(results, arms, seeds, base_loss)
     print(text)
     (results_dir / "summary.md").write_text(text + "\n")

@@ -148,8 +148,9 @@ class DigestCache:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            write_json(self.path, {"version": 1, "key": "absolute path -> [size, mtime_ns, sha256]",
-                                   "files": self.entries})
+            write_json(
+                self.path, {"version": 1, "key": "absolute path -> [size, mtime_ns, sha256]", "files": self.entries}
+            )
             self.dirty = False
 
 
@@ -174,12 +175,18 @@ def git_revision() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=False)
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=30, check=False)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return rev.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
@@ -198,8 +205,14 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"bielik_version": __version__, "git_rev": git_revision(), "host": platform.node(),
-            "python": platform.python_version(), "torch": version("torch"), "transformers": version("transformers")}
+    return {
+        "bielik_version": __version__,
+        "git_rev": git_revision(),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+    }
 
 
 def config_digest(config: BaseModel) -> str:

@@ -19,8 +19,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -34,8 +35,12 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 # rich_markup_mode=None: help strings are plain text (a stage's "models=[a,b]" is not rich markup)
-app = typer.Typer(help="bielik: the Bielik recipe for language-specialised LLMs.", no_args_is_help=True,
-                  add_completion=False, rich_markup_mode=None)
+app = typer.Typer(
+    help="bielik: the Bielik recipe for language-specialised LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
 
 # command groups, by path; a stage declaration or an extra command may use any of them
 GROUPS: dict[tuple[str, ...], str] = {
@@ -64,8 +69,9 @@ def group(*path: str) -> typer.Typer:
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file", exists=False)
-OverridesArg = typer.Argument(None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10",
-                              show_default=False)
+OverridesArg = typer.Argument(
+    None, help="overrides as key=value, e.g. optim.lr=3e-4 train.steps=10", show_default=False
+)
 
 # ------------------------------------------------------------------------------------------ errors
 
@@ -118,8 +124,12 @@ def user_errors(fn: Callable) -> Callable:
                 console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             first = (str(exc).strip().splitlines() or [""])[0]
-            console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} "
-                          "(a bug: run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} "
+                "(a bug: run with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -184,8 +194,11 @@ def _show_tables(kind: str, result: Any, cfg: Any) -> None:
 
 def _show_report(res: dict) -> None:
     files = ", ".join(str(Path(res["output"]) / f) for f in res["files"])
-    out.print(f"[green]report:[/] {res['stages']} stages, {res['tables']} tables, {res['figures']} figures -> "
-              f"{escape(files)}", highlight=False)
+    out.print(
+        f"[green]report:[/] {res['stages']} stages, {res['tables']} tables, {res['figures']} figures -> "
+        f"{escape(files)}",
+        highlight=False,
+    )
 
 
 def _show_mt_bench(summary: dict) -> None:
@@ -197,15 +210,22 @@ def _show_mt_bench(summary: dict) -> None:
 # renderer name (StageDecl.show) -> how the CLI prints the stage's result; "tables" (most stages) prints the
 # report's tables of the stage (:func:`_show_tables`), the others show results the report has no table for
 RENDERERS: dict[str, Callable[[Any], None]] = {
-    "done": _show_done, "json": _show_json, "table": _show_table, "report_md": _show_report_md, "plan": _show_plan,
-    "upscale": _show_upscale, "samples": _show_samples, "mt_bench": _show_mt_bench, "report": _show_report,
+    "done": _show_done,
+    "json": _show_json,
+    "table": _show_table,
+    "report_md": _show_report_md,
+    "plan": _show_plan,
+    "upscale": _show_upscale,
+    "samples": _show_samples,
+    "mt_bench": _show_mt_bench,
+    "report": _show_report,
 }
 TABLES_RENDERER = "tables"
 
 # ---------------------------------------------------------------------------------- stage commands
 
 
-def load_stage_config(kind: str, config: Optional[Path], overrides: Optional[list[str]]) -> Any:
+def load_stage_config(kind: str, config: Path | None, overrides: list[str] | None) -> Any:
     """``kind``'s config: defaults <- YAML <- ``key=value`` overrides (as the recipe runner builds it)."""
     from bielik.config import load_config
     from bielik.stages import get
@@ -218,7 +238,7 @@ def _add_stage_command(decl: StageDecl) -> None:
         raise KeyError(f"stage {decl.kind}: no renderer {decl.show!r} in bielik.cli.RENDERERS")
 
     @user_errors
-    def command(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+    def command(overrides: list[str] | None = OverridesArg, config: Path | None = ConfigOpt) -> None:
         from bielik.stages import get
 
         overrides = list(overrides or [])
@@ -260,14 +280,32 @@ def model_info_cmd(
         out.print_json(json.dumps(infos))
         return
     table = Table(title="model info")
-    for col in ("model", "arch", "layers", "hidden", "ffn", "heads/kv", "vocab", "parameters", "non-embedding",
-                "bf16 GiB"):
+    for col in (
+        "model",
+        "arch",
+        "layers",
+        "hidden",
+        "ffn",
+        "heads/kv",
+        "vocab",
+        "parameters",
+        "non-embedding",
+        "bf16 GiB",
+    ):
         table.add_column(col, justify="right" if col not in ("model", "arch") else "left")
     for i in infos:
-        table.add_row(i["name"], i["architecture"], str(i["layers"]), str(i["hidden_size"]),
-                      str(i["intermediate_size"]),
-                      f"{i['attention_heads']}/{i['kv_heads']}", str(i["vocab_size"]), i["parameters_human"],
-                      human(i["non_embedding_parameters"]), str(i["bf16_weights_gib"]))
+        table.add_row(
+            i["name"],
+            i["architecture"],
+            str(i["layers"]),
+            str(i["hidden_size"]),
+            str(i["intermediate_size"]),
+            f"{i['attention_heads']}/{i['kv_heads']}",
+            str(i["vocab_size"]),
+            i["parameters_human"],
+            human(i["non_embedding_parameters"]),
+            str(i["bf16_weights_gib"]),
+        )
     out.print(table)
 
 
@@ -283,7 +321,7 @@ def model_presets_cmd() -> None:
 
 @group("bench").command("peak")
 @user_errors
-def bench_peak_cmd(overrides: Optional[list[str]] = OverridesArg, config: Optional[Path] = ConfigOpt) -> None:
+def bench_peak_cmd(overrides: list[str] | None = OverridesArg, config: Path | None = ConfigOpt) -> None:
     """Measure matmul peak FLOP/s (fp32, bf16); cached for MFU."""
     from bielik.bench import PeakConfig, measure_peak
     from bielik.config import load_config
@@ -313,14 +351,20 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON"))
     for dev in rep["devices"]:
         out.print(f"device {dev['device']}: {dev['name']} · bf16: {dev['bf16']}")
     dist = rep["distributed"]
-    out.print(f"torch.distributed: {'yes' if dist['available'] else 'no'} (gloo {dist['gloo']}, nccl {dist['nccl']})"
-              f" · CUDA {rep['cuda']}")
+    out.print(
+        f"torch.distributed: {'yes' if dist['available'] else 'no'} (gloo {dist['gloo']}, nccl {dist['nccl']})"
+        f" · CUDA {rep['cuda']}"
+    )
     table = Table(title="optional components")
     for col in ("component", "status", "for", "install"):
         table.add_column(col)
     for o in rep["optional"]:
-        table.add_row(o["component"], f"[green]{o['version']}[/]" if o["installed"] else "[yellow]missing[/]", o["for"],
-                      "" if o["installed"] else escape(o["install"]))
+        table.add_row(
+            o["component"],
+            f"[green]{o['version']}[/]" if o["installed"] else "[yellow]missing[/]",
+            o["for"],
+            "" if o["installed"] else escape(o["install"]),
+        )
     out.print(table)
     builds = ", ".join(rep["llama_cpp_builds"]) or "none (built on first use by the quantisation stages)"
     out.print(f"llama.cpp builds: {builds}")
@@ -331,14 +375,18 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON"))
 @user_errors
 def recipe_run_cmd(
     path: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/tiny-pl.yaml"),
-    overrides: Optional[list[str]] = OverridesArg,
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate, build the models on meta and print every "
-                                 "stage's plan, parameter counts, token budget, GPU-hours and launch commands; run "
-                                 "nothing"),
+    overrides: list[str] | None = OverridesArg,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="validate, build the models on meta and print every "
+        "stage's plan, parameter counts, token budget, GPU-hours and launch commands; run "
+        "nothing",
+    ),
     force: bool = typer.Option(False, "--force", help="re-run stages that are already done"),
-    from_stage: Optional[str] = typer.Option(None, "--from", help="run this stage and every stage after it"),
-    until_stage: Optional[str] = typer.Option(None, "--until", help="stop after this stage"),
-    only: Optional[str] = typer.Option(None, "--only", help="run just this stage (e.g. on every torchrun rank)"),
+    from_stage: str | None = typer.Option(None, "--from", help="run this stage and every stage after it"),
+    until_stage: str | None = typer.Option(None, "--until", help="stop after this stage"),
+    only: str | None = typer.Option(None, "--only", help="run just this stage (e.g. on every torchrun rank)"),
 ) -> None:
     """Run a recipe's stages in order, skipping those done with unchanged config and inputs."""
     from bielik.recipe import load_recipe, run_recipe
@@ -360,7 +408,7 @@ def recipe_run_cmd(
 @group("eval").command("tasks")
 @user_errors
 def eval_tasks_cmd(
-    data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
+    data_dir: list[Path] | None = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """List the tasks, their leaderboard metric and baseline, and which splits have data."""
@@ -371,9 +419,16 @@ def eval_tasks_cmd(
     rows = []
     for name, t in all_tasks().items():
         have = [s for s in t.dataset.files if find_split_file(t, s, dirs)]
-        rows.append({"task": name, "family": t.family, "type": t.output_type,
-                     "metric": t.leaderboard.metric if t.leaderboard else None,
-                     "baseline": t.leaderboard.baseline if t.leaderboard else None, "data": have})
+        rows.append(
+            {
+                "task": name,
+                "family": t.family,
+                "type": t.output_type,
+                "metric": t.leaderboard.metric if t.leaderboard else None,
+                "baseline": t.leaderboard.baseline if t.leaderboard else None,
+                "data": have,
+            }
+        )
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -381,9 +436,13 @@ def eval_tasks_cmd(
     for col in ("task", "type", "leaderboard metric", "baseline", "splits with data"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["task"], "mc" if r["type"] == "multiple_choice" else "gen", r["metric"] or "",
-                      "" if r["baseline"] is None else f"{r['baseline']:.3f}",
-                      ", ".join(r["data"]) or "[yellow]none[/]")
+        table.add_row(
+            r["task"],
+            "mc" if r["type"] == "multiple_choice" else "gen",
+            r["metric"] or "",
+            "" if r["baseline"] is None else f"{r['baseline']:.3f}",
+            ", ".join(r["data"]) or "[yellow]none[/]",
+        )
     out.print(table)
 
 
@@ -391,9 +450,10 @@ def eval_tasks_cmd(
 @user_errors
 def eval_export_cmd(
     tasks: list[str] = typer.Argument(..., help="task names"),
-    output: Path = typer.Option(..., "--output", "-o",
-                                help="folder for the lm-eval YAMLs (pass it to lm_eval --include_path)"),
-    data_dir: Optional[list[Path]] = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="folder for the lm-eval YAMLs (pass it to lm_eval --include_path)"
+    ),
+    data_dir: list[Path] | None = typer.Option(None, "--data-dir", "-d", help="folders holding task data"),
 ) -> None:
     """Write tasks as lm-evaluation-harness YAMLs over the local data files (dataset_path: json)."""
     from bielik.eval.data import find_split_file, search_dirs

@@ -132,8 +132,9 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def _explain(model: type[BaseModel], exc: ValidationError, source: str,
-             lines_of: dict[tuple[str, ...], int] | None = None) -> ConfigError:
+def _explain(
+    model: type[BaseModel], exc: ValidationError, source: str, lines_of: dict[tuple[str, ...], int] | None = None
+) -> ConfigError:
     """One line naming the source (``file:line`` when the bad key's line is known) and every bad key."""
     valid = _valid_keys(model)
     lines = []
@@ -146,7 +147,7 @@ def _explain(model: type[BaseModel], exc: ValidationError, source: str,
         if err["type"] == "extra_forbidden":
             leaf = key.rsplit(".", 1)[-1]
             parent = key[: len(key) - len(leaf)]
-            siblings = [k[len(parent):] for k in valid if k.startswith(parent) and "." not in k[len(parent):]]
+            siblings = [k[len(parent) :] for k in valid if k.startswith(parent) and "." not in k[len(parent) :]]
             near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.5)
             hint = f"; did you mean '{parent}{near[0]}'?" if near else f"; valid keys: {', '.join(siblings)}"
             lines.append(f"unknown key '{key}'{hint}")
@@ -159,8 +160,9 @@ def _explain(model: type[BaseModel], exc: ValidationError, source: str,
     return ConfigError(f"{prefix}: " + "; ".join(lines))
 
 
-def validate(model: type[C], data: dict[str, Any], source: str = "config",
-             lines_of: dict[tuple[str, ...], int] | None = None) -> C:
+def validate(
+    model: type[C], data: dict[str, Any], source: str = "config", lines_of: dict[tuple[str, ...], int] | None = None
+) -> C:
     """``model`` from ``data``; a :class:`ConfigError` naming ``source`` (and the line, from ``lines_of``)."""
     try:
         return model.model_validate(data)

@@ -9,8 +9,8 @@ config gives the same samples.
 * ``true``: always (an error when the tokenizer has no template); ``false``: never (plain continuation);
 * ``"auto"`` (default): only when the tokenizer has a chat template **whose assistant turn ends with the
   tokenizer's EOS token** and the prompt is not already rendered (does not contain the special token
-  that opens the template's first turn, e.g. ``<|im_start|>``). Instruct releases set EOS to the end-of-turn token so that
-  generation stops after one answer (Bielik-Instruct, Qwen2.5-Instruct: ``<|im_end|>``); bielik's own
+  that opens the template's first turn, e.g. ``<|im_start|>``). Instruct releases set EOS to the end-of-turn token so
+  that generation stops after one answer (Bielik-Instruct, Qwen2.5-Instruct: ``<|im_end|>``); bielik's own
   tokenizers carry a ChatML template from the start but keep ``</s>`` as EOS, so a base checkpoint keeps
   getting plain continuations.
 
@@ -46,7 +46,9 @@ class GenerateConfig(StageConfig):
     top_k: int | None = Field(None, ge=1, description="keep the k most probable tokens (None: off)")
     repetition_penalty: float = Field(1.1, ge=1.0)
     stop: list[str] = Field(default_factory=list, description="stop strings: the completion is cut at the first one")
-    chat: Literal["auto"] | bool = Field("auto", description="wrap prompts in the chat template: true, false or auto (see docs)")
+    chat: Literal["auto"] | bool = Field(
+        "auto", description="wrap prompts in the chat template: true, false or auto (see docs)"
+    )
     seed: int = 0
     device: str = "auto"
     output: str | None = Field(None, description="directory for samples.json (optional)")
@@ -59,7 +61,7 @@ def _turn_marker(tok) -> str | None:
         return None
     head = tok.apply_chat_template([{"role": "user", "content": _PROBE}], tokenize=False).split(_PROBE)[0]
     if tok.bos_token and head.startswith(tok.bos_token):
-        head = head[len(tok.bos_token):]
+        head = head[len(tok.bos_token) :]
     ids = tok.encode(head.lstrip(), add_special_tokens=False)
     if ids and (ids[0] in tok.all_special_ids or ids[0] in tok.added_tokens_decoder):
         return tok.convert_ids_to_tokens(ids[0])
@@ -71,7 +73,9 @@ def is_instruct_template(tok) -> bool:
     if not getattr(tok, "chat_template", None) or not tok.eos_token:
         return False
     try:
-        rendered = tok.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}], tokenize=False)
+        rendered = tok.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}], tokenize=False
+        )
     except Exception:  # templates may reject a probe conversation (jinja raise_exception): no chat then
         return False
     return tok.eos_token in rendered.split(_PROBE)[-1]
@@ -110,12 +114,28 @@ def generate(cfg: GenerateConfig) -> list[dict]:
     model = model.to(device).eval()
     ids, chat = encode_prompts(tok, cfg.prompts, cfg.chat)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                            repetition_penalty=cfg.repetition_penalty, stop=tuple(cfg.stop), stop_token_ids=frozenset(end_of_turn_ids(tok)))
+    params = SamplingParams(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        repetition_penalty=cfg.repetition_penalty,
+        stop=tuple(cfg.stop),
+        stop_token_ids=frozenset(end_of_turn_ids(tok)),
+    )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     outs = sample(model, ids, params, tok, pad_id=pad_id, generator=generator)
-    samples = [{"prompt": p, "chat": chat[i], "completion": outs[i].text, "finish_reason": outs[i].finish_reason,
-                "prompt_tokens": len(ids[i]), "completion_tokens": len(outs[i].token_ids)} for i, p in enumerate(cfg.prompts)]
+    samples = [
+        {
+            "prompt": p,
+            "chat": chat[i],
+            "completion": outs[i].text,
+            "finish_reason": outs[i].finish_reason,
+            "prompt_tokens": len(ids[i]),
+            "completion_tokens": len(outs[i].token_ids),
+        }
+        for i, p in enumerate(cfg.prompts)
+    ]
     if cfg.output:
         with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
             write_json(tmp / "samples.json", samples)

@@ -90,8 +90,15 @@ def progress(desc: str, total: float | None = None, unit: str = "it", every: flo
         def render(self, task):
             return Text(f"{task.speed:,.1f} {unit}/s" if task.speed else f"? {unit}/s")
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     with Progress(*columns, transient=False) as bar:
         rep._bar = bar
         rep._task = bar.add_task(desc, total=total, info="")

@@ -108,8 +108,9 @@ def measured_mfu(path: str | Path) -> float:
         if isinstance(row, dict) and isinstance(row.get("mfu"), (int, float)) and row["mfu"] > 0:
             values.append(float(row["mfu"]))
     if not values:
-        raise BielikError(f"{path}: no row has an 'mfu' value (was peak_flops known when it ran? "
-                          "see `bielik bench peak`)")
+        raise BielikError(
+            f"{path}: no row has an 'mfu' value (was peak_flops known when it ran? see `bielik bench peak`)"
+        )
     return statistics.median(values)
 
 
@@ -163,12 +164,20 @@ class _Shapes:
         from bielik.model.factory import ParamCount, human
 
         pc = ParamCount.of(self.model(config))
-        return {"source": source, "model_type": config.get("model_type"), "layers": config.get("num_hidden_layers"),
-                "hidden_size": config.get("hidden_size"), "intermediate_size": config.get("intermediate_size"),
-                "attention_heads": config.get("num_attention_heads"), "kv_heads": config.get("num_key_value_heads"),
-                "vocab_size": config.get("vocab_size"), "tied_embeddings": bool(config.get("tie_word_embeddings")),
-                "parameters": pc.total, "parameters_human": human(pc.total),
-                "non_embedding_parameters": pc.non_embedding}
+        return {
+            "source": source,
+            "model_type": config.get("model_type"),
+            "layers": config.get("num_hidden_layers"),
+            "hidden_size": config.get("hidden_size"),
+            "intermediate_size": config.get("intermediate_size"),
+            "attention_heads": config.get("num_attention_heads"),
+            "kv_heads": config.get("num_key_value_heads"),
+            "vocab_size": config.get("vocab_size"),
+            "tied_embeddings": bool(config.get("tie_word_embeddings")),
+            "parameters": pc.total,
+            "parameters_human": human(pc.total),
+            "non_embedding_parameters": pc.non_embedding,
+        }
 
     def flops_per_token(self, config: dict[str, Any], seq_len: int) -> float:
         from bielik.train.metrics import flops_per_token
@@ -203,30 +212,47 @@ def _train_commands(recipe: Recipe, name: str, cfg, cluster: ClusterSpec | None)
     tail_s = " ".join(shlex.quote(t) if not t.startswith("<") else t for t in tail)
     strategy = cfg.train.distributed.strategy
     gpn = cluster.gpus_per_node if cluster else 8
-    cmds = [f"# {strategy.upper()} ({cfg.train.precision}); one node:",
-            f"torchrun --standalone --nproc_per_node {gpn} {tail_s}"]
+    cmds = [
+        f"# {strategy.upper()} ({cfg.train.precision}); one node:",
+        f"torchrun --standalone --nproc_per_node {gpn} {tail_s}",
+    ]
     nodes = cluster.nodes if cluster and cluster.nodes > 1 else 4
     ep = cluster.rdzv_endpoint if cluster else "$MASTER_ADDR:29500"
-    cmds += [f"# {nodes} nodes: on node i (0..{nodes - 1}) with NODE_RANK=i, shared filesystem:",
-             (f"torchrun --nnodes {nodes} --nproc_per_node {gpn} --node_rank $NODE_RANK --rdzv-id {recipe.name}-{name} "
-             f"--rdzv-backend c10d --rdzv-endpoint {ep} {tail_s}")]
+    cmds += [
+        f"# {nodes} nodes: on node i (0..{nodes - 1}) with NODE_RANK=i, shared filesystem:",
+        (
+            f"torchrun --nnodes {nodes} --nproc_per_node {gpn} --node_rank $NODE_RANK --rdzv-id {recipe.name}-{name} "
+            f"--rdzv-backend c10d --rdzv-endpoint {ep} {tail_s}"
+        ),
+    ]
     return cmds
 
 
 def _curate_commands(recipe: Recipe, name: str, cfg) -> list[str]:
     ex = cfg.executor
-    run = " ".join(shlex.quote(t) for t in ["bielik", "recipe", "run", recipe._source or "<recipe.yaml>",
-                                              *recipe._overrides, "--only", name])
+    run = " ".join(
+        shlex.quote(t)
+        for t in ["bielik", "recipe", "run", recipe._source or "<recipe.yaml>", *recipe._overrides, "--only", name]
+    )
     tasks = ex.tasks or "one per input file"
     if ex.kind == "slurm":
-        return [(f"# datatrove SlurmPipelineExecutor: array job of {tasks} tasks, partition {ex.partition}, "
+        return [
+            (
+                f"# datatrove SlurmPipelineExecutor: array job of {tasks} tasks, partition {ex.partition}, "
                 f"{ex.cpus_per_task} CPU(s) x {ex.mem_per_cpu_gb} GB, {ex.time} each; run on the login node, "
-                "again when the array finishes (dedup + funnel):"),
-                run]
+                "again when the array finishes (dedup + funnel):"
+            ),
+            run,
+        ]
     if ex.kind == "ray":
-        return [("# datatrove RayPipelineExecutor: `ray start --head` on one node, "
-                "`ray start --address=<head>:6379` on the others,"),
-                f"# then ({tasks} tasks, {ex.cpus_per_task} CPU(s) each):", run]
+        return [
+            (
+                "# datatrove RayPipelineExecutor: `ray start --head` on one node, "
+                "`ray start --address=<head>:6379` on the others,"
+            ),
+            f"# then ({tasks} tasks, {ex.cpus_per_task} CPU(s) each):",
+            run,
+        ]
     return [f"# datatrove LocalPipelineExecutor ({ex.workers} worker(s)):", run]
 
 
@@ -234,8 +260,13 @@ def _global_batch(e, cluster) -> int:
     return e.micro_batch_size * e.grad_accum * _world(cluster)
 
 
-def dry_run(recipe: Recipe, force: bool = False, from_stage: str | None = None, until_stage: str | None = None,
-            only: str | None = None) -> DryRun:
+def dry_run(
+    recipe: Recipe,
+    force: bool = False,
+    from_stage: str | None = None,
+    until_stage: str | None = None,
+    only: str | None = None,
+) -> DryRun:
     """Plan every selected stage of ``recipe`` (see the module docstring); nothing runs or is written."""
     from bielik.model.factory import build_config
 
@@ -319,8 +350,9 @@ def _plan_stage(recipe: Recipe, p: StagePlan, kind: str, cfg: StageConfig, shape
             if vocab:
                 shape["vocab_size"] = vocab
             else:
-                p.notes.append(f"vocabulary of {cfg.tokenizer} unknown (give the input a `vocab_size:`); "
-                               f"kept {src['vocab_size']}")
+                p.notes.append(
+                    f"vocabulary of {cfg.tokenizer} unknown (give the input a `vocab_size:`); kept {src['vocab_size']}"
+                )
             p.model = shapes.describe(shape, f"{cfg.model} with tokenizer {cfg.tokenizer} ({cfg.init} init)")
     elif kind == "model.merge":
         shape = shapes.get(cfg.models[0])
@@ -385,14 +417,18 @@ def _plan_training(recipe: Recipe, p: StagePlan, kind: str, cfg, shapes: _Shapes
         rollouts = math.ceil(e.steps / cfg.reuse)
         completions = rollouts * cfg.prompts_per_rollout * cfg.group_size
         p.tokens = completions * seq
-        p.tokens_formula = (f"{rollouts:,} rollouts x {cfg.prompts_per_rollout} prompts x G={cfg.group_size} x "
-                            f"({cfg.max_prompt_tokens} + {cfg.max_new_tokens}) tokens (upper bound)")
+        p.tokens_formula = (
+            f"{rollouts:,} rollouts x {cfg.prompts_per_rollout} prompts x G={cfg.group_size} x "
+            f"({cfg.max_prompt_tokens} + {cfg.max_new_tokens}) tokens (upper bound)"
+        )
         frozen = (1 if cfg.beta > 0 else 0) + 1  # reference log-probs + sampling (forward passes)
         p.flops = p.tokens * (fpt * cfg.reuse + frozen * fpt / 3)
         return shape
     p.tokens = e.steps * gb * seq
-    p.tokens_formula = (f"{e.steps:,} steps x {gb:,} sequences ({e.micro_batch_size} micro x {e.grad_accum} accum x "
-                        f"{_world(cluster)} GPUs) x {seq:,} tokens")
+    p.tokens_formula = (
+        f"{e.steps:,} steps x {gb:,} sequences ({e.micro_batch_size} micro x {e.grad_accum} accum x "
+        f"{_world(cluster)} GPUs) x {seq:,} tokens"
+    )
     p.flops = fpt * p.tokens
     if kind == "train.dpo":
         p.flops += fpt / 3 * p.tokens  # frozen reference forward, once per row
@@ -424,11 +460,15 @@ def format_dry_run(d: DryRun) -> str:
     lines = [f"recipe {d.recipe}" + (f" ({d.source})" if d.source else "")]
     if d.cluster:
         c = d.cluster
-        lines.append(f"cluster: {c['nodes']} node(s) x {c['gpus_per_node']} {c['gpu']} "
-                     f"(peak {c['peak_tflops_bf16']:g} TFLOP/s bf16), "
-                     f"MFU {d.mfu:.1%} ({d.mfu_source})")
-        lines.append("GPU-hours = F x D / (MFU x peak x 3600), F = 6N + 12 L d T FLOPs per token "
-                     "(engine's MFU count), D = tokens")
+        lines.append(
+            f"cluster: {c['nodes']} node(s) x {c['gpus_per_node']} {c['gpu']} "
+            f"(peak {c['peak_tflops_bf16']:g} TFLOP/s bf16), "
+            f"MFU {d.mfu:.1%} ({d.mfu_source})"
+        )
+        lines.append(
+            "GPU-hours = F x D / (MFU x peak x 3600), F = 6N + 12 L d T FLOPs per token "
+            "(engine's MFU count), D = tokens"
+        )
     else:
         lines.append("no `cluster:` block: FLOPs only, no GPU-hour estimate")
     to_provide = sorted({x for s in d.stages for x in s.inputs_to_provide})
@@ -442,11 +482,13 @@ def format_dry_run(d: DryRun) -> str:
             lines.append(f"  reads: {', '.join(s.reads)}")
         if s.model:
             m = s.model
-            lines.append(f"  model: {m['source']}: {m['layers']} layers, hidden {m['hidden_size']}, "
-                         f"FFN {m['intermediate_size']}, "
-                         f"heads {m['attention_heads']}/{m['kv_heads']} kv, vocab {m['vocab_size']}"
-                         f"{' (tied)' if m['tied_embeddings'] else ''}: "
-                         f"{m['parameters']:,} parameters ({m['parameters_human']})")
+            lines.append(
+                f"  model: {m['source']}: {m['layers']} layers, hidden {m['hidden_size']}, "
+                f"FFN {m['intermediate_size']}, "
+                f"heads {m['attention_heads']}/{m['kv_heads']} kv, vocab {m['vocab_size']}"
+                f"{' (tied)' if m['tied_embeddings'] else ''}: "
+                f"{m['parameters']:,} parameters ({m['parameters_human']})"
+            )
         if s.tokens is not None:
             lines.append(f"  tokens: {_num(s.tokens)} = {s.tokens_formula}")
         if s.flops is not None:

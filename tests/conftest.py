@@ -41,7 +41,11 @@ def polish_sp_tokenizer(tmp_path_factory, vocab_size: int, max_chars: int) -> Pa
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     out = tmp_path_factory.mktemp("sp") / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=vocab_size, max_chars=max_chars, langs=["pl"]))
+    train_tokenizer(
+        TokenizerTrainConfig(
+            output=str(out), style="sentencepiece", vocab_size=vocab_size, max_chars=max_chars, langs=["pl"]
+        )
+    )
     return out
 
 
@@ -50,8 +54,16 @@ def tiny_data(tmp_path_factory, tiny_tokenizer) -> Path:
     from bielik.data.pack import PackConfig, pack
 
     out = tmp_path_factory.mktemp("data") / "packed"
-    pack(PackConfig(tokenizer=str(tiny_tokenizer), output=str(out), seq_len=64, max_tokens=400_000, val_fraction=0.03,
-                    mix={"pl": 0.75, "en": 0.25}))
+    pack(
+        PackConfig(
+            tokenizer=str(tiny_tokenizer),
+            output=str(out),
+            seq_len=64,
+            max_tokens=400_000,
+            val_fraction=0.03,
+            mix={"pl": 0.75, "en": 0.25},
+        )
+    )
     return out
 
 
@@ -60,10 +72,20 @@ def tiny_model(tmp_path_factory, tiny_tokenizer) -> Path:
     from bielik.model.factory import ModelInitConfig, init_model
 
     out = tmp_path_factory.mktemp("model") / "init"
-    init_model(ModelInitConfig(
-        preset="tiny-llama", tokenizer=str(tiny_tokenizer), output=str(out),
-        overrides={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
-    ))
+    init_model(
+        ModelInitConfig(
+            preset="tiny-llama",
+            tokenizer=str(tiny_tokenizer),
+            output=str(out),
+            overrides={
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            },
+        )
+    )
     return out
 
 
@@ -72,6 +94,13 @@ def engine_config(**kw):
     from bielik.config import deep_merge
     from bielik.train.config import EngineConfig
 
-    base = {"steps": 10, "micro_batch_size": 4, "lm_head_chunk": 64, "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2},
-            "eval": {"every": 0, "batches": 4}, "logging": {"every": 5}, "checkpoint": {"every": 0, "save_final": False}}
+    base = {
+        "steps": 10,
+        "micro_batch_size": 4,
+        "lm_head_chunk": 64,
+        "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2},
+        "eval": {"every": 0, "batches": 4},
+        "logging": {"every": 5},
+        "checkpoint": {"every": 0, "save_final": False},
+    }
     return EngineConfig.model_validate(deep_merge(base, kw))

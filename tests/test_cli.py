@@ -4,11 +4,11 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 
 def bielik(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bielik.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bielik.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_model_info_prints_real_counts():
@@ -20,7 +20,9 @@ def test_model_info_prints_real_counts():
 
 def test_misspelt_key_clear_error_no_output(tmp_path, tiny_model, tiny_data):
     out = tmp_path / "run"
-    res = bielik("train", "pretrain", f"model={tiny_model}", f"data={tiny_data}", f"output={out}", "train.optim.warmup_step=3")
+    res = bielik(
+        "train", "pretrain", f"model={tiny_model}", f"data={tiny_data}", f"output={out}", "train.optim.warmup_step=3"
+    )
     assert res.returncode == 2
     assert "unknown key 'train.optim.warmup_step'; did you mean 'train.optim.warmup_steps'?" in res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
@@ -31,7 +33,9 @@ def test_missing_data_clear_error_no_output(tmp_path, tiny_model):
     res = bielik("train", "pretrain", f"model={tiny_model}", f"data={tmp_path / 'nodata'}", f"output={out}")
     assert res.returncode == 2 and "nodata is not a packed dataset" in res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
-    res = bielik("data", "pack", f"inputs=[{tmp_path / 'missing.jsonl'}]", f"tokenizer={tiny_model}", f"output={tmp_path / 'd'}")
+    res = bielik(
+        "data", "pack", f"inputs=[{tmp_path / 'missing.jsonl'}]", f"tokenizer={tiny_model}", f"output={tmp_path / 'd'}"
+    )
     assert res.returncode == 2 and "missing.jsonl does not exist" in res.stderr and not (tmp_path / "d").exists()
 
 
@@ -60,7 +64,9 @@ def test_generate_cli(tiny_model):
 def test_recipe_dry_run_and_bad_reference(tmp_path):
     res = bielik("recipe", "run", "recipes/tiny-pl.yaml", "--dry-run", f"run_dir={tmp_path}", cwd=_repo())
     assert res.returncode == 0, res.stderr
-    assert "train.pretrain" in res.stdout and "run (no finished output)" in res.stdout and "[report] report" in res.stdout
+    assert (
+        "train.pretrain" in res.stdout and "run (no finished output)" in res.stdout and "[report] report" in res.stdout
+    )
     bad = tmp_path / "r.yaml"
     bad.write_text("name: x\nstages:\n  a: {kind: model.init, config: {tokenizer: '${tok}'}}\n")
     res = bielik("recipe", "run", str(bad), "--dry-run")

@@ -100,8 +100,15 @@ def broken(tmp_path_factory, tiny_model):
     w.close()
     full = (root / "full.gguf").read_bytes()
     (root / "cut.gguf").write_bytes(full[: len(full) // 2])
-    return {"model": model, "data": data, "syntax": syntax, "unknown": unknown, "gguf": root / "cut.gguf",
-            "good": tiny_model, "root": root}
+    return {
+        "model": model,
+        "data": data,
+        "syntax": syntax,
+        "unknown": unknown,
+        "gguf": root / "cut.gguf",
+        "good": tiny_model,
+        "root": root,
+    }
 
 
 def _invoke(args: list[str]):
@@ -173,8 +180,9 @@ def test_debug_shows_the_traceback_and_bugs_exit_1(broken, monkeypatch):
     monkeypatch.setattr("bielik.cli.load_stage_config", bug)
     res = _invoke(args)
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert res.output.strip() == ("error: unexpected ZeroDivisionError: division by zero "
-                                  "(a bug: run with --debug for the traceback)")
+    assert res.output.strip() == (
+        "error: unexpected ZeroDivisionError: division by zero (a bug: run with --debug for the traceback)"
+    )
 
 
 def test_real_processes_show_no_traceback(broken, tmp_path):

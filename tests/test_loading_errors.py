@@ -45,8 +45,9 @@ def test_bad_config_tokenizer_and_missing_shard(tmp_path, tiny_model):
         check_config_dirs({"tokenizer": str(model), "output": "x"})
     shutil.copy2(tiny_model / "tokenizer.json", model / "tokenizer.json")
     (model / "model.safetensors").rename(model / "model-00001-of-00002.safetensors")
-    (model / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (model / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})
+    )
     missing = r"model-00002-of-00002\.safetensors: missing \(listed in .* for tensor 'b'\)"
     with pytest.raises(BielikError, match=missing):
         load_hf_model(model)

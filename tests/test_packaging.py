@@ -68,11 +68,14 @@ def test_install_hints_name_this_distribution():
 
     name = _project()["name"]
     wrong = re.compile(r"(?<![\w-])bielik\[")
-    found = [f"{path.relative_to(REPO)}:{i}: {line.strip()}"
-             for root in ("bielik", "docs", "scripts", "recipes", "benchmarks", "README.md")
-             for path in ([REPO / root] if (REPO / root).is_file() else sorted((REPO / root).rglob("*")))
-             if path.suffix in {".py", ".md", ".sh", ".yaml"} and path.is_file()
-             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if wrong.search(line)]
+    found = [
+        f"{path.relative_to(REPO)}:{i}: {line.strip()}"
+        for root in ("bielik", "docs", "scripts", "recipes", "benchmarks", "README.md")
+        for path in ([REPO / root] if (REPO / root).is_file() else sorted((REPO / root).rglob("*")))
+        if path.suffix in {".py", ".md", ".sh", ".yaml"} and path.is_file()
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if wrong.search(line)
+    ]
     assert not found, f"{len(found)} hints name `bielik[...]` instead of `{name}[...]`:\n" + "\n".join(found)
 
 

@@ -84,16 +84,18 @@ def test_measured_mfu_replaces_the_assumed_one(tmp_path):
 
 
 def test_run_recipe_dry_run_and_bad_recipes(tmp_path):
-    res = run_recipe(load_recipe(RECIPES / "bielik-minitron-7b.yaml"), dry_run=True,
-                     from_stage="distill", until_stage="sft")
+    res = run_recipe(
+        load_recipe(RECIPES / "bielik-minitron-7b.yaml"), dry_run=True, from_stage="distill", until_stage="sft"
+    )
     assert list(res) == ["distill", "sft"]
     assert res["distill"]["status"].startswith("blocked")  # reads prune, which has not run
     assert res["sft"]["gpu_hours"] > 0
     with pytest.raises(ConfigError, match="pretrain"):
         run_recipe(load_recipe(RECIPES / "bielik-11b-v2.yaml"), from_stage="sft")  # pretrain has not finished
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nstages:\n  m: {kind: model.upscale, config: {model: x, m: 7, layers: 3}}\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "name: bad\nstages:\n  m: {kind: model.upscale, config: {model: x, m: 7, layers: 3}}\n", encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match="layers"):
         dry_run(load_recipe(bad))
     bad.write_text("name: bad\ninputs: {m: {path: x}}\nstages:\n  m: {kind: generate, config: {}}\n", encoding="utf-8")

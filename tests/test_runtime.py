@@ -42,8 +42,12 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_stages_leave_process_state_unchanged(tmp_path, tiny_model, tiny_data):
-    res = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_model), str(tiny_data), str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_model), str(tiny_data), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     states = json.loads(res.stdout.strip().splitlines()[-1])
     assert states["before"] == states["direct"] == states["after"], states
@@ -76,14 +80,19 @@ def test_threads_restores_the_count():
 
 def test_entry_point_configures_logging(tmp_path):
     """``bielik`` (the entry point) logs to stderr; importing the library alone configures nothing."""
-    res = subprocess.run([sys.executable, "-m", "bielik", "model", "presets"], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "bielik", "model", "presets"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0 and res.stdout.strip()
-    code = ("import logging, bielik.progress, bielik.train.engine; log = logging.getLogger('bielik'); "
-            "print([type(h).__name__ for h in log.handlers], log.propagate)")
+    code = (
+        "import logging, bielik.progress, bielik.train.engine; log = logging.getLogger('bielik'); "
+        "print([type(h).__name__ for h in log.handlers], log.propagate)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.stdout.strip() == "['NullHandler'] True", res.stderr
-    code = ("import logging; from bielik.runtime import configure_process; configure_process(); "
-            "logging.getLogger('bielik.x').info('hello from the entry point')")
+    code = (
+        "import logging; from bielik.runtime import configure_process; configure_process(); "
+        "logging.getLogger('bielik.x').info('hello from the entry point')"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "INFO bielik.x: hello from the entry point" in res.stderr

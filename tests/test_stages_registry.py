@@ -13,8 +13,15 @@ from bielik.cli import RENDERERS, TABLES_RENDERER, _show_tables, app, command_pa
 from bielik.stages import declarations, get, registry
 
 # the commands that are not stages (anything else must come from a stage declaration)
-EXTRA = {("model", "info"), ("model", "presets"), ("bench", "peak"), ("doctor",), ("recipe", "run"), ("eval", "tasks"),
-         ("eval", "export-lm-eval")}
+EXTRA = {
+    ("model", "info"),
+    ("model", "presets"),
+    ("bench", "peak"),
+    ("doctor",),
+    ("recipe", "run"),
+    ("eval", "tasks"),
+    ("eval", "export-lm-eval"),
+}
 
 
 def test_one_command_per_stage_and_one_stage_per_command():
@@ -85,10 +92,12 @@ def test_cli_prints_the_reports_tables_of_every_stage_in_a_real_run(capsys):
 
 def test_help_imports_neither_torch_nor_transformers():
     for args in (["--help"], ["train", "sft", "--help"], ["data", "quality", "--help"]):
-        res = subprocess.run([sys.executable, "-X", "importtime", "-m", "bielik", *args], capture_output=True,
-                             text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "bielik", *args], capture_output=True, text=True, timeout=120
+        )
         assert res.returncode == 0, res.stderr
-        imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
-                    if line.startswith("import time:")}
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")
+        }
         assert "typer" in imported and "bielik.stages" in imported  # the probe sees imports at all
         assert not {"torch", "transformers", "datatrove", "lm_eval"} & imported, args

@@ -20,10 +20,29 @@ FULL = REPO / "recipes" / "tiny-pl.yaml"
 SMOKE = REPO / "recipes" / "tiny-pl-smoke.yaml"
 LLAMA_CPP_STAGES = ("export", "imatrix", "quantize", "compare")
 # the chain of issue 13 in order (a stage kind may repeat: pretraining, then continued pretraining after DUS)
-CHAIN = ["data.curate", "tokenizer.train", "data.pack", "model.init", "train.pretrain", "model.upscale",
-         "train.pretrain", "train.sft", "train.dpo", "train.grpo", "model.merge", "compress.importance",
-         "compress.prune", "compress.distill", "quant.export", "quant.imatrix", "quant.quantize", "quant.compare",
-         "eval.leaderboard", "bench.speed", "report"]
+CHAIN = [
+    "data.curate",
+    "tokenizer.train",
+    "data.pack",
+    "model.init",
+    "train.pretrain",
+    "model.upscale",
+    "train.pretrain",
+    "train.sft",
+    "train.dpo",
+    "train.grpo",
+    "model.merge",
+    "compress.importance",
+    "compress.prune",
+    "compress.distill",
+    "quant.export",
+    "quant.imatrix",
+    "quant.quantize",
+    "quant.compare",
+    "eval.leaderboard",
+    "bench.speed",
+    "report",
+]
 _REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
 
 

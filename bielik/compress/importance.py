@@ -50,23 +50,27 @@ class AggregationConfig(StageConfig):
 class ImportanceConfig(StageConfig):
     model: str = Field("runs/pretrain/final", description="HF model directory (Llama, Mistral, Qwen2)")
     output: str = "runs/compress/importance"
-    text: TextConfig = Field(default_factory=lambda: TextConfig(chars=100_000), description="calibration text (default: shipped PL/EN)")
+    text: TextConfig = Field(
+        default_factory=lambda: TextConfig(chars=100_000), description="calibration text (default: shipped PL/EN)"
+    )
     data: str | None = Field(None, description="packed dataset (bielik data pack) to take windows from instead of text")
     split: str = Field("train", description="split of `data` to use")
     ctx: int = Field(256, ge=8, description="tokens per calibration window")
     samples: int = Field(64, ge=1, description="calibration windows (at most)")
     batch_size: int = Field(8, ge=1)
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="weights for the pass (statistics accumulate in float64)")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="weights for the pass (statistics accumulate in float64)"
+    )
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     overwrite: bool = False
 
 
 @dataclass
 class Importance:
-    hidden: torch.Tensor                      # (H,)
-    ffn: list[torch.Tensor]                   # L x (F,)
-    heads: list[torch.Tensor]                 # L x (n_heads,)
-    block_influence: torch.Tensor             # (L,)
+    hidden: torch.Tensor  # (H,)
+    ffn: list[torch.Tensor]  # L x (F,)
+    heads: list[torch.Tensor]  # L x (n_heads,)
+    block_influence: torch.Tensor  # (L,)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
@@ -75,10 +79,14 @@ class Importance:
         tensors = {"hidden": self.hidden, "block_influence": self.block_influence}
         for i, (f, h) in enumerate(zip(self.ffn, self.heads)):
             tensors[f"layers.{i}.ffn"], tensors[f"layers.{i}.heads"] = f, h
-        save_file({k: v.double().contiguous() for k, v in tensors.items()}, str(path), metadata={k: str(v) for k, v in self.meta.items()})
+        save_file(
+            {k: v.double().contiguous() for k, v in tensors.items()},
+            str(path),
+            metadata={k: str(v) for k, v in self.meta.items()},
+        )
 
     @staticmethod
-    def load(path: str | Path) -> "Importance":
+    def load(path: str | Path) -> Importance:
         from safetensors import safe_open
 
         path = Path(path)
@@ -93,8 +101,13 @@ class Importance:
         missing = [k for i in range(n) for k in (f"layers.{i}.ffn", f"layers.{i}.heads") if k not in t]
         if missing or "hidden" not in t:
             raise BielikError(f"{path}: not an importance file (missing {missing[:3] or ['hidden']})")
-        return Importance(t["hidden"], [t[f"layers.{i}.ffn"] for i in range(n)], [t[f"layers.{i}.heads"] for i in range(n)],
-                          t["block_influence"], meta)
+        return Importance(
+            t["hidden"],
+            [t[f"layers.{i}.ffn"] for i in range(n)],
+            [t[f"layers.{i}.heads"] for i in range(n)],
+            t["block_influence"],
+            meta,
+        )
 
 
 def decoder_layers(model) -> list:
@@ -105,7 +118,9 @@ def decoder_layers(model) -> list:
 
 
 @torch.no_grad()
-def compute_importance(model, windows: torch.Tensor, batch_size: int = 8, seq: SeqReduce = "mean", batch: BatchReduce = "l2") -> Importance:
+def compute_importance(
+    model, windows: torch.Tensor, batch_size: int = 8, seq: SeqReduce = "mean", batch: BatchReduce = "l2"
+) -> Importance:
     """Importance of every prunable unit of ``model`` from one pass over ``windows`` (N, ctx)."""
     layers = decoder_layers(model)
     c = model.config
@@ -122,13 +137,17 @@ def compute_importance(model, windows: torch.Tensor, batch_size: int = 8, seq: S
             hooks.output(norm, lambda y, s=stat: s.update(y.abs()))
         for i, layer in enumerate(layers):
             hooks.input(layer.mlp.down_proj, lambda x, s=ffn[i]: s.update(x.abs()))
-            hooks.input(layer.self_attn.o_proj, lambda x, s=heads[i]: s.update(x.float().unflatten(-1, (-1, d)).norm(dim=-1)))
+            hooks.input(
+                layer.self_attn.o_proj, lambda x, s=heads[i]: s.update(x.float().unflatten(-1, (-1, d)).norm(dim=-1))
+            )
             hooks.block(layer, bi[i].update)
         device = next(model.parameters()).device
         for s in range(0, len(windows), batch_size):
             model(input_ids=windows[s : s + batch_size].to(device), use_cache=False)
     return Importance(
-        hidden=torch.stack([h.result() for h in hid]).sum(0), ffn=[f.result() for f in ffn], heads=[h.result() for h in heads],
+        hidden=torch.stack([h.result() for h in hid]).sum(0),
+        ffn=[f.result() for f in ffn],
+        heads=[h.result() for h in heads],
         block_influence=torch.tensor([b.result() for b in bi], dtype=torch.float64),
         meta={"windows": len(windows), "ctx": windows.shape[1], "tokens": windows.numel(), "seq": seq, "batch": batch},
     )
@@ -154,14 +173,19 @@ def calibration_windows(cfg: ImportanceConfig) -> tuple[torch.Tensor, dict[str, 
     ids = load_hf_tokenizer(cfg.model)(text, add_special_tokens=False).input_ids
     n = min(len(ids) // cfg.ctx, cfg.samples)
     if n == 0:
-        raise BielikError(f"importance: the calibration text gives {len(ids)} tokens, fewer than one window of ctx={cfg.ctx}")
+        raise BielikError(
+            f"importance: the calibration text gives {len(ids)} tokens, fewer than one window of ctx={cfg.ctx}"
+        )
     return torch.tensor(ids[: n * cfg.ctx]).view(n, cfg.ctx), {"source": "text", "characters": per_lang}
 
 
 def summary_of(imp: Importance) -> dict[str, Any]:
     bi = imp.block_influence.tolist()
     return {
-        "layers": len(bi), "hidden_size": len(imp.hidden), "intermediate_size": len(imp.ffn[0]), "heads": len(imp.heads[0]),
+        "layers": len(bi),
+        "hidden_size": len(imp.hidden),
+        "intermediate_size": len(imp.ffn[0]),
+        "heads": len(imp.heads[0]),
         "block_influence": [round(b, 6) for b in bi],
         "layers_by_influence": sorted(range(len(bi)), key=lambda i: bi[i]),
         "calibration": imp.meta,

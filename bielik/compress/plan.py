@@ -34,10 +34,17 @@ log = get_logger(__name__)
 
 REPORT_GRIDS: dict[str, dict[str, Any]] = {
     # Bielik-Minitron-7B report (RECIPE §7.3): candidates searched for Bielik-11B-v3 and the shape chosen
-    "bielik-11b-v3": {"layers": [44, 40, 36, 32], "ffn": [12800, 12288, 11264, 10240, 9216, 8192], "hidden": [3648, 3072],
-                      "chosen": {"layers": 40, "ffn": 11264},
-                      "notes": {"ffn=8192": "unstable in the report", "layers=36": "reasoning collapsed below 40 layers",
-                                "layers=32": "reasoning collapsed below 40 layers"}},
+    "bielik-11b-v3": {
+        "layers": [44, 40, 36, 32],
+        "ffn": [12800, 12288, 11264, 10240, 9216, 8192],
+        "hidden": [3648, 3072],
+        "chosen": {"layers": 40, "ffn": 11264},
+        "notes": {
+            "ffn=8192": "unstable in the report",
+            "layers=36": "reasoning collapsed below 40 layers",
+            "layers=32": "reasoning collapsed below 40 layers",
+        },
+    },
 }
 AXES = ("layers", "hidden", "ffn", "heads")
 
@@ -47,18 +54,27 @@ class RankConfig(StageConfig):
     data: str = Field(..., description="packed dataset for the short distillations")
     top: int = Field(3, ge=1, description="candidates nearest the budget to try")
     tau: float = Field(1.0, gt=0)
-    train: EngineConfig = Field(default_factory=lambda: EngineConfig(steps=20, eval={"every": 0, "batches": 4},
-                                                                     checkpoint={"every": 0, "save_final": False}))
+    train: EngineConfig = Field(
+        default_factory=lambda: EngineConfig(
+            steps=20, eval={"every": 0, "batches": 4}, checkpoint={"every": 0, "save_final": False}
+        )
+    )
 
 
 class PlanConfig(StageConfig):
     base: str = Field("bielik-11b-v3", description="preset name or HF model directory")
-    budget: float | str | None = Field(None, description="parameters: 7.35e9, '7.35B', '750M', or a fraction of the base (<= 1); default 2/3")
+    budget: float | str | None = Field(
+        None, description="parameters: 7.35e9, '7.35B', '750M', or a fraction of the base (<= 1); default 2/3"
+    )
     tolerance: float = Field(0.05, gt=0, description="mixes within ±tolerance of the budget are listed")
-    layers: list[int] | None = Field(None, description="candidate layer counts (default: the report's grid or 90-60% of the base)")
+    layers: list[int] | None = Field(
+        None, description="candidate layer counts (default: the report's grid or 90-60% of the base)"
+    )
     hidden: list[int] | None = Field(None, description="candidate hidden sizes")
     ffn: list[int] | None = Field(None, description="candidate FFN sizes")
-    heads: list[int] | None = Field(None, description="candidate query-head counts (KV heads follow GQA, see compress prune)")
+    heads: list[int] | None = Field(
+        None, description="candidate query-head counts (KV heads follow GQA, see compress prune)"
+    )
     output: str | None = Field(None, description="write plan.md / plan.json / the stage record here (null: print only)")
     rank: RankConfig | None = None
     overwrite: bool = False
@@ -110,8 +126,12 @@ def _with_heads(src: Shape, heads: int) -> Shape:
 
 
 def _label(src: Shape, s: Shape) -> str:
-    parts = [f"{s.layers} layers" if s.layers != src.layers else "", f"hidden {s.hidden}" if s.hidden != src.hidden else "",
-             f"FFN {s.ffn}" if s.ffn != src.ffn else "", f"heads {s.heads}/{s.kv_heads}" if s.heads != src.heads else ""]
+    parts = [
+        f"{s.layers} layers" if s.layers != src.layers else "",
+        f"hidden {s.hidden}" if s.hidden != src.hidden else "",
+        f"FFN {s.ffn}" if s.ffn != src.ffn else "",
+        f"heads {s.heads}/{s.kv_heads}" if s.heads != src.heads else "",
+    ]
     return " + ".join(p for p in parts if p) or "base"
 
 
@@ -120,7 +140,10 @@ def candidates(src: Shape, grid: dict[str, list[int]], budget: int, tolerance: f
     options = {a: [None] + [v for v in grid.get(a, []) if v != getattr(src, a)] for a in AXES}
     rows = [("base", src)]
     for a in AXES:
-        rows += [({"layers": "depth", "ffn": "FFN"}.get(a, a), _with_heads(src, v) if a == "heads" else src.with_(**{a: v})) for v in options[a][1:]]
+        rows += [
+            ({"layers": "depth", "ffn": "FFN"}.get(a, a), _with_heads(src, v) if a == "heads" else src.with_(**{a: v}))
+            for v in options[a][1:]
+        ]
     mixes = []
     for combo in itertools.product(*(options[a] for a in AXES)):
         if sum(v is not None for v in combo) < 2:
@@ -133,7 +156,11 @@ def candidates(src: Shape, grid: dict[str, list[int]], budget: int, tolerance: f
     mixes.sort(key=lambda r: abs(count_params(r[1]) / budget - 1))
     kept = [r for r in rows + mixes if _valid(src, r[1])]
     if len(kept) < len(rows) + len(mixes):
-        log.info("skipped %d candidate(s) that are not valid prunings of %s", len(rows) + len(mixes) - len(kept), src.model_type)
+        log.info(
+            "skipped %d candidate(s) that are not valid prunings of %s",
+            len(rows) + len(mixes) - len(kept),
+            src.model_type,
+        )
     return kept
 
 
@@ -157,10 +184,23 @@ def plan_rows(name: str, src: Shape, grid: dict[str, list[int]], budget: int, to
         notes = [v for k, v in report.get("notes", {}).items() if _matches(src, s, k)]
         if chosen and s == src.with_(**chosen):
             notes.insert(0, "the report's choice")
-        rows.append({"axis": axis, "candidate": _label(src, s), "layers": s.layers, "hidden": s.hidden, "ffn": s.ffn,
-                     "heads": s.heads, "kv_heads": s.kv_heads, "parameters": n, "parameters_human": human(n),
-                     "vs_base": n / base_n - 1, "vs_budget": n / budget - 1, "within_budget": abs(n / budget - 1) <= tolerance,
-                     "note": "; ".join(notes)})
+        rows.append(
+            {
+                "axis": axis,
+                "candidate": _label(src, s),
+                "layers": s.layers,
+                "hidden": s.hidden,
+                "ffn": s.ffn,
+                "heads": s.heads,
+                "kv_heads": s.kv_heads,
+                "parameters": n,
+                "parameters_human": human(n),
+                "vs_base": n / base_n - 1,
+                "vs_budget": n / budget - 1,
+                "within_budget": abs(n / budget - 1) <= tolerance,
+                "note": "; ".join(notes),
+            }
+        )
     return rows
 
 
@@ -170,14 +210,20 @@ def _matches(src: Shape, s: Shape, key: str) -> bool:
 
 
 def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
-    lines = [title, "", "| axis | candidate | layers | hidden | FFN | heads/KV | parameters | vs base | vs budget | note |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        title,
+        "",
+        "| axis | candidate | layers | hidden | FFN | heads/KV | parameters | vs base | vs budget | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         mark = " ✓" if r["within_budget"] else ""
         extra = f" | {r['rank_val_ce']:.4f}" if "rank_val_ce" in r else ""
-        lines.append(f"| {r['axis']} | {r['candidate']} | {r['layers']} | {r['hidden']} | {r['ffn']} | {r['heads']}/{r['kv_heads']} | "
-                     f"{r['parameters']:,} ({r['parameters_human']}) | {100 * r['vs_base']:+.1f}% | {100 * r['vs_budget']:+.1f}%{mark} | "
-                     f"{r['note']}{extra} |")
+        lines.append(
+            f"| {r['axis']} | {r['candidate']} | {r['layers']} | {r['hidden']} | {r['ffn']} | "
+            f"{r['heads']}/{r['kv_heads']} | {r['parameters']:,} ({r['parameters_human']}) | "
+            f"{100 * r['vs_base']:+.1f}% | {100 * r['vs_budget']:+.1f}%{mark} | {r['note']}{extra} |"
+        )
     if any("rank_val_ce" in r for r in rows):
         lines[2] = lines[2].replace("| note |", "| note | short-KD held-out CE |")
         lines[3] += "---:|"
@@ -191,13 +237,33 @@ def rank_candidates(cfg: PlanConfig, rows: list[dict[str, Any]], work: Path) -> 
 
     if not Path(cfg.base).is_dir():
         raise ConfigError(f"rank: base={cfg.base!r} must be an HF model directory with weights (a preset has none)")
-    pool = sorted((r for r in rows if r["within_budget"] and r["axis"] != "base"), key=lambda r: abs(r["vs_budget"]))[: cfg.rank.top]
+    pool = sorted((r for r in rows if r["within_budget"] and r["axis"] != "base"), key=lambda r: abs(r["vs_budget"]))[
+        : cfg.rank.top
+    ]
     for r in pool:
         slug = re.sub(r"[^a-z0-9]+", "-", r["candidate"].lower()).strip("-")
-        prune(PruneConfig(model=cfg.base, importance=cfg.rank.importance, output=str(work / slug / "pruned"), layers=r["layers"],
-                          hidden_size=r["hidden"], intermediate_size=r["ffn"], num_attention_heads=r["heads"], num_key_value_heads=r["kv_heads"]))
-        res = distill(DistillConfig(teacher=cfg.base, student=str(work / slug / "pruned"), data=cfg.rank.data, output=str(work / slug / "distill"),
-                                    train=cfg.rank.train, tau=cfg.rank.tau))
+        prune(
+            PruneConfig(
+                model=cfg.base,
+                importance=cfg.rank.importance,
+                output=str(work / slug / "pruned"),
+                layers=r["layers"],
+                hidden_size=r["hidden"],
+                intermediate_size=r["ffn"],
+                num_attention_heads=r["heads"],
+                num_key_value_heads=r["kv_heads"],
+            )
+        )
+        res = distill(
+            DistillConfig(
+                teacher=cfg.base,
+                student=str(work / slug / "pruned"),
+                data=cfg.rank.data,
+                output=str(work / slug / "distill"),
+                train=cfg.rank.train,
+                tau=cfg.rank.tau,
+            )
+        )
         r["rank_val_ce"] = res["heldout"]["student_ce"]
         log.info("rank: %s -> held-out CE %.4f after %d steps", r["candidate"], r["rank_val_ce"], cfg.rank.train.steps)
     ranked = sorted((r for r in rows if "rank_val_ce" in r), key=lambda r: r["rank_val_ce"])
@@ -216,8 +282,10 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     grid = default_grid(cfg.base, src)
     grid.update({a: getattr(cfg, a) for a in AXES if getattr(cfg, a) is not None})
     rows = plan_rows(cfg.base, src, grid, budget, cfg.tolerance)
-    title = (f"Candidates for {cfg.base} ({human(n_base)} parameters), budget {human(budget)} "
-             f"({100 * (budget / n_base - 1):+.1f}%), ✓ = within ±{100 * cfg.tolerance:.0f}%")
+    title = (
+        f"Candidates for {cfg.base} ({human(n_base)} parameters), budget {human(budget)} "
+        f"({100 * (budget / n_base - 1):+.1f}%), ✓ = within ±{100 * cfg.tolerance:.0f}%"
+    )
     result = {"base": cfg.base, "base_shape": src.as_dict(), "base_parameters": n_base, "budget": budget, "grid": grid}
     if not cfg.output:
         return {**result, "rows": rows, "table": markdown_table(rows, title)}
@@ -229,6 +297,9 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
         write_json(tmp / "plan.json", rows)
         inputs = None
         if Path(cfg.base).is_dir():
-            inputs = {"base": cfg.base, **({"importance": cfg.rank.importance, "data": cfg.rank.data} if cfg.rank else {})}
+            inputs = {
+                "base": cfg.base,
+                **({"importance": cfg.rank.importance, "data": cfg.rank.data} if cfg.rank else {}),
+            }
         write_stage_record(tmp, "compress.plan", cfg, inputs=inputs, metrics=result)
     return result

@@ -26,7 +26,7 @@ def _sorted_share(scores: torch.Tensor) -> torch.Tensor:
     return s / s[0].clamp_min(1e-30)
 
 
-def plot_importance(imp: "Importance", path: str | Path) -> None:
+def plot_importance(imp: Importance, path: str | Path) -> None:
     """Four panels: Block Influence per layer, head importance per layer, sorted hidden and FFN scores."""
     plt = _pyplot()
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -41,14 +41,20 @@ def plot_importance(imp: "Importance", path: str | Path) -> None:
     ax[1, 0].set(title="hidden channels (sorted, / max)", xlabel="rank", ylabel="relative importance")
     for i, f in enumerate(imp.ffn):
         ax[1, 1].plot(_sorted_share(f).numpy(), color=plt.cm.viridis(i / max(1, len(imp.ffn) - 1)), lw=0.8)
-    ax[1, 1].set(title="FFN neurons per layer (sorted, / max; dark = early)", xlabel="rank", ylabel="relative importance")
+    ax[1, 1].set(
+        title="FFN neurons per layer (sorted, / max; dark = early)", xlabel="rank", ylabel="relative importance"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_recovery(curves: dict[str, list[tuple[int, float]]], reference: dict[str, float], path: str | Path,
-                  ylabel: str = "held-out CE (nats/token)") -> None:
+def plot_recovery(
+    curves: dict[str, list[tuple[int, float]]],
+    reference: dict[str, float],
+    path: str | Path,
+    ylabel: str = "held-out CE (nats/token)",
+) -> None:
     """Held-out loss against training step for each run, with horizontal reference lines (the teacher)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))

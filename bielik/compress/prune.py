@@ -48,14 +48,20 @@ _LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
 
 class PruneConfig(StageConfig):
     model: str = Field("runs/pretrain/final", description="HF model directory to prune")
-    importance: str | None = Field(None, description="importance dir/file from `bielik compress importance` (needed unless only depth=last)")
+    importance: str | None = Field(
+        None, description="importance dir/file from `bielik compress importance` (needed unless only depth=last)"
+    )
     output: str = "runs/compress/pruned"
     layers: int | None = Field(None, ge=1, description="decoder layers to keep (null: all)")
-    depth: Literal["block_influence", "last"] = Field("block_influence", description="which layers go: lowest BI, or the last ones")
+    depth: Literal["block_influence", "last"] = Field(
+        "block_influence", description="which layers go: lowest BI, or the last ones"
+    )
     drop_layers: list[int] | None = Field(None, description="explicit source layers to drop (instead of `layers`)")
     hidden_size: int | None = Field(None, ge=1, description="hidden channels to keep (null: all)")
     intermediate_size: int | None = Field(None, ge=1, description="FFN neurons per layer to keep (null: all)")
-    num_attention_heads: int | None = Field(None, ge=1, description="query heads to keep (null: all, or group size x kv heads)")
+    num_attention_heads: int | None = Field(
+        None, ge=1, description="query heads to keep (null: all, or group size x kv heads)"
+    )
     num_key_value_heads: int | None = Field(None, ge=1, description="KV heads (GQA groups) to keep (null: all)")
     max_shard_gb: float = Field(4.0, gt=0)
     overwrite: bool = False
@@ -89,7 +95,9 @@ def select_layers(bi: torch.Tensor | None, n: int, keep: int, method: str) -> li
     return sorted(bi.double().topk(keep).indices.tolist())
 
 
-def select_heads(scores: torch.Tensor, n_kv: int, keep_kv: int, keep_q: int) -> tuple[list[int] | None, list[int] | None]:
+def select_heads(
+    scores: torch.Tensor, n_kv: int, keep_kv: int, keep_q: int
+) -> tuple[list[int] | None, list[int] | None]:
     """GQA-consistent head selection from per-query-head ``scores`` (n_heads,).
 
     Returns (query heads, KV heads) to keep, both ascending and grouped: the kept query heads of
@@ -118,7 +126,9 @@ def target_shape(src: Shape, cfg: PruneConfig) -> Shape:
             raise ConfigError("give either layers (how many to keep) or drop_layers (which to drop), not both")
         bad = [i for i in cfg.drop_layers if not 0 <= i < src.layers]
         if bad or len(set(cfg.drop_layers)) >= src.layers:
-            raise ConfigError(f"drop_layers={cfg.drop_layers}: indices must be distinct, in 0..{src.layers - 1}, and leave a layer")
+            raise ConfigError(
+                f"drop_layers={cfg.drop_layers}: indices must be distinct, in 0..{src.layers - 1}, and leave a layer"
+            )
         layers = src.layers - len(set(cfg.drop_layers))
     dst = src.with_(layers=layers, hidden=cfg.hidden_size, ffn=cfg.intermediate_size, heads=heads, kv_heads=kv)
     check_target(src, dst)
@@ -131,8 +141,14 @@ def make_selection(src: Shape, dst: Shape, imp, depth: str, drop_layers: list[in
     if need and imp is None:
         raise ConfigError(f"pruning {', '.join(need)} needs an importance file (importance=DIR)")
     if imp is not None and (len(imp.block_influence), len(imp.hidden), len(imp.ffn[0]), len(imp.heads[0])) != (
-            src.layers, src.hidden, src.ffn, src.heads):
-        raise BielikError(f"importance file ({imp.meta.get('model', '?')}) was computed for another shape than this model's")
+        src.layers,
+        src.hidden,
+        src.ffn,
+        src.heads,
+    ):
+        raise BielikError(
+            f"importance file ({imp.meta.get('model', '?')}) was computed for another shape than this model's"
+        )
     if drop_layers is not None:
         layers = [i for i in range(src.layers) if i not in set(drop_layers)]
     else:
@@ -140,8 +156,9 @@ def make_selection(src: Shape, dst: Shape, imp, depth: str, drop_layers: list[in
     sel = Selection(layers, top_indices(imp.hidden, dst.hidden) if imp is not None else None, {}, {}, {})
     for i in layers:
         sel.ffn[i] = top_indices(imp.ffn[i], dst.ffn) if imp is not None else None
-        sel.q_heads[i], sel.kv_heads[i] = (select_heads(imp.heads[i], src.kv_heads, dst.kv_heads, dst.heads)
-                                           if imp is not None else (None, None))
+        sel.q_heads[i], sel.kv_heads[i] = (
+            select_heads(imp.heads[i], src.kv_heads, dst.kv_heads, dst.heads) if imp is not None else (None, None)
+        )
     return sel
 
 
@@ -159,14 +176,23 @@ def slice_layer_tensor(rest: str, t: torch.Tensor, sel: Selection, i: int, d: in
     """Slice tensor ``layers.<i>.<rest>`` of a kept source layer ``i``."""
     hid, ffn = sel.hidden, sel.ffn[i]
     q, kv = _head_rows(sel.q_heads[i], d), _head_rows(sel.kv_heads[i], d)
-    m = re.fullmatch(r"(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj|input_layernorm|post_attention_layernorm)\.(weight|bias)", rest)
+    m = re.fullmatch(
+        r"(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj|input_layernorm|post_attention_layernorm)\.(weight|bias)",
+        rest,
+    )
     if m is None:
         raise BielikError(f"cannot prune tensor layers.{i}.{rest}: not a Llama/Mistral/Qwen2 decoder tensor")
     part, kind = m.groups()
     rows, cols = {
-        "self_attn.q_proj": (q, hid), "self_attn.k_proj": (kv, hid), "self_attn.v_proj": (kv, hid),
-        "self_attn.o_proj": (hid, q), "mlp.gate_proj": (ffn, hid), "mlp.up_proj": (ffn, hid),
-        "mlp.down_proj": (hid, ffn), "input_layernorm": (hid, None), "post_attention_layernorm": (hid, None),
+        "self_attn.q_proj": (q, hid),
+        "self_attn.k_proj": (kv, hid),
+        "self_attn.v_proj": (kv, hid),
+        "self_attn.o_proj": (hid, q),
+        "mlp.gate_proj": (ffn, hid),
+        "mlp.up_proj": (ffn, hid),
+        "mlp.down_proj": (hid, ffn),
+        "input_layernorm": (hid, None),
+        "post_attention_layernorm": (hid, None),
     }[part]
     t = _take(t, 0, rows)
     return _take(t, 1, cols) if kind == "weight" and t.dim() == 2 else t
@@ -246,15 +272,37 @@ def prune(cfg: PruneConfig) -> dict[str, Any]:
         copy_side_files(path, tmp)
         n_src, n_dst = count_params(src), count_params(dst)
         if written != n_dst:
-            raise BielikError(f"pruned checkpoint holds {written:,} parameters, the target shape {n_dst:,} (unexpected tensors in {path}?)")
+            raise BielikError(
+                f"pruned checkpoint holds {written:,} parameters, the target shape {n_dst:,} "
+                f"(unexpected tensors in {path}?)"
+            )
         summary = {
-            "source": str(path), "source_shape": src.as_dict(), "shape": dst.as_dict(),
-            "kept_layers": sel.layers, "dropped_layers": [i for i in range(src.layers) if i not in sel.layers],
+            "source": str(path),
+            "source_shape": src.as_dict(),
+            "shape": dst.as_dict(),
+            "kept_layers": sel.layers,
+            "dropped_layers": [i for i in range(src.layers) if i not in sel.layers],
             "depth_criterion": "explicit" if cfg.drop_layers is not None else cfg.depth,
-            "parameters_source": n_src, "parameters": n_dst, "parameters_human": human(n_dst),
-            "parameter_ratio": n_dst / n_src, "files": files, "output": cfg.output,
+            "parameters_source": n_src,
+            "parameters": n_dst,
+            "parameters_human": human(n_dst),
+            "parameter_ratio": n_dst / n_src,
+            "files": files,
+            "output": cfg.output,
         }
-        write_stage_record(tmp, "compress.prune", cfg, inputs={"model": cfg.model, **({"importance": cfg.importance} if cfg.importance else {})},
-                           metrics=summary)
-    log.info("pruned %s: %s -> %s parameters (%.1f%%), layers kept %s", path, human(n_src), human(n_dst), 100 * n_dst / n_src, sel.layers)
+        write_stage_record(
+            tmp,
+            "compress.prune",
+            cfg,
+            inputs={"model": cfg.model, **({"importance": cfg.importance} if cfg.importance else {})},
+            metrics=summary,
+        )
+    log.info(
+        "pruned %s: %s -> %s parameters (%.1f%%), layers kept %s",
+        path,
+        human(n_src),
+        human(n_dst),
+        100 * n_dst / n_src,
+        sel.layers,
+    )
     return summary

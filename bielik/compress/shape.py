@@ -39,29 +39,43 @@ class Shape:
     mlp_bias: bool = False
 
     @staticmethod
-    def of(config: Any) -> "Shape":
+    def of(config: Any) -> Shape:
         """The shape of an HF config (object or ``config.json`` dict)."""
         get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
         model_type = get("model_type")
         if model_type not in SUPPORTED:
-            raise BielikError(f"model type {model_type!r} is not supported for pruning (supported: {', '.join(SUPPORTED)})")
+            raise BielikError(
+                f"model type {model_type!r} is not supported for pruning (supported: {', '.join(SUPPORTED)})"
+            )
         hidden, heads = int(get("hidden_size")), int(get("num_attention_heads"))
         return Shape(
-            model_type=model_type, layers=int(get("num_hidden_layers")), hidden=hidden, ffn=int(get("intermediate_size")),
-            heads=heads, kv_heads=int(get("num_key_value_heads") or heads), head_dim=int(get("head_dim") or hidden // heads),
-            vocab=int(get("vocab_size")), tied=bool(get("tie_word_embeddings", False)),
+            model_type=model_type,
+            layers=int(get("num_hidden_layers")),
+            hidden=hidden,
+            ffn=int(get("intermediate_size")),
+            heads=heads,
+            kv_heads=int(get("num_key_value_heads") or heads),
+            head_dim=int(get("head_dim") or hidden // heads),
+            vocab=int(get("vocab_size")),
+            tied=bool(get("tie_word_embeddings", False)),
             attention_bias=model_type == "qwen2" or (model_type == "llama" and bool(get("attention_bias", False))),
             mlp_bias=model_type == "llama" and bool(get("mlp_bias", False)),
         )
 
-    def with_(self, **axes: int | None) -> "Shape":
+    def with_(self, **axes: int | None) -> Shape:
         """A copy with some axes changed (``None`` keeps the axis)."""
         return replace(self, **{k: v for k, v in axes.items() if v is not None})
 
     def config_fields(self) -> dict[str, Any]:
         """The HF config fields this shape sets (``head_dim`` explicit: it no longer follows hidden/heads)."""
-        return {"num_hidden_layers": self.layers, "hidden_size": self.hidden, "intermediate_size": self.ffn,
-                "num_attention_heads": self.heads, "num_key_value_heads": self.kv_heads, "head_dim": self.head_dim}
+        return {
+            "num_hidden_layers": self.layers,
+            "hidden_size": self.hidden,
+            "intermediate_size": self.ffn,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,17 +100,27 @@ def check_target(src: Shape, dst: Shape) -> None:
     """Raise a ``ConfigError`` naming the field when ``dst`` is not a valid pruning of ``src``."""
     from bielik.errors import ConfigError
 
-    for field, a, b in (("layers", src.layers, dst.layers), ("hidden_size", src.hidden, dst.hidden),
-                        ("intermediate_size", src.ffn, dst.ffn), ("num_attention_heads", src.heads, dst.heads),
-                        ("num_key_value_heads", src.kv_heads, dst.kv_heads)):
+    for field, a, b in (
+        ("layers", src.layers, dst.layers),
+        ("hidden_size", src.hidden, dst.hidden),
+        ("intermediate_size", src.ffn, dst.ffn),
+        ("num_attention_heads", src.heads, dst.heads),
+        ("num_key_value_heads", src.kv_heads, dst.kv_heads),
+    ):
         if not 1 <= b <= a:
             raise ConfigError(f"{field}={b}: must be between 1 and the source's {a} (pruning only removes)")
     if dst.heads % dst.kv_heads:
-        raise ConfigError(f"num_attention_heads={dst.heads} must be a multiple of num_key_value_heads={dst.kv_heads} "
-                          "(every KV group keeps the same number of query heads)")
+        raise ConfigError(
+            f"num_attention_heads={dst.heads} must be a multiple of num_key_value_heads={dst.kv_heads} "
+            "(every KV group keeps the same number of query heads)"
+        )
     if dst.model_type == "llama" and dst.hidden % dst.heads:
-        raise ConfigError(f"hidden_size={dst.hidden} must be a multiple of num_attention_heads={dst.heads} for Llama "
-                          "(transformers' LlamaConfig refuses other shapes even with an explicit head_dim)")
+        raise ConfigError(
+            f"hidden_size={dst.hidden} must be a multiple of num_attention_heads={dst.heads} for Llama "
+            "(transformers' LlamaConfig refuses other shapes even with an explicit head_dim)"
+        )
     if dst.heads // dst.kv_heads > src.heads // src.kv_heads:
-        raise ConfigError(f"num_attention_heads={dst.heads} with num_key_value_heads={dst.kv_heads} needs "
-                          f"{dst.heads // dst.kv_heads} query heads per group, but the source has {src.heads // src.kv_heads}")
+        raise ConfigError(
+            f"num_attention_heads={dst.heads} with num_key_value_heads={dst.kv_heads} needs "
+            f"{dst.heads // dst.kv_heads} query heads per group, but the source has {src.heads // src.kv_heads}"
+        )

@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from bielik.data.corpus import JSONL_SUFFIXES, iter_jsonl_records
 from bielik.errors import DataError
@@ -70,11 +71,20 @@ class Dialogue:
         """What the train/validation split hashes: the id, or the content when there is none."""
         if self.id is not None:
             return f"id:{self.id}"
-        return "content:" + hashlib.blake2b(json.dumps(self.messages, ensure_ascii=False).encode(), digest_size=16).hexdigest()
+        return (
+            "content:"
+            + hashlib.blake2b(json.dumps(self.messages, ensure_ascii=False).encode(), digest_size=16).hexdigest()
+        )
 
     def to_record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"id": self.id, "messages": [dict(m) for m in self.messages], "quality": self.quality,
-                               "source": self.source, "license": self.license, "meta": self.meta or None}
+        rec: dict[str, Any] = {
+            "id": self.id,
+            "messages": [dict(m) for m in self.messages],
+            "quality": self.quality,
+            "source": self.source,
+            "license": self.license,
+            "meta": self.meta or None,
+        }
         return {k: v for k, v in rec.items() if v is not None}
 
 
@@ -114,15 +124,21 @@ def _check_messages(messages: Any, where: str) -> tuple[dict[str, str], ...]:
             raise DataError(f"{path}.content: expected the assistant's reply, got blank text")
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "assistant":
-        raise DataError(f"{where}: messages[{len(out) - 1}].role: expected the dialogue to end with an 'assistant' "
-                        f"turn (the reply to train on), got '{out[-1]['role']}'")
+        raise DataError(
+            f"{where}: messages[{len(out) - 1}].role: expected the dialogue to end with an 'assistant' "
+            f"turn (the reply to train on), got '{out[-1]['role']}'"
+        )
     return tuple(out)
 
 
-def _weight(obj: dict, where: str, quality_weights: dict[str, float], default_quality: str | None) -> tuple[float, str | None]:
+def _weight(
+    obj: dict, where: str, quality_weights: dict[str, float], default_quality: str | None
+) -> tuple[float, str | None]:
     quality = obj.get("quality")
     if quality is not None and quality not in quality_weights:
-        raise DataError(f"{where}: quality: expected one of {', '.join(map(repr, quality_weights))}, got {_got(quality)}")
+        raise DataError(
+            f"{where}: quality: expected one of {', '.join(map(repr, quality_weights))}, got {_got(quality)}"
+        )
     weight = obj.get("weight")
     if weight is not None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
@@ -131,13 +147,16 @@ def _weight(obj: dict, where: str, quality_weights: dict[str, float], default_qu
     if quality is None:
         quality = default_quality
     if quality is None:
-        raise DataError(f"{where}: quality: expected one of {', '.join(map(repr, quality_weights))} "
-                        "(or a positive 'weight'), got nothing")
+        raise DataError(
+            f"{where}: quality: expected one of {', '.join(map(repr, quality_weights))} "
+            "(or a positive 'weight'), got nothing"
+        )
     return float(quality_weights[quality]), quality
 
 
-def parse_dialogue(obj: Any, where: str, quality_weights: dict[str, float] | None = None,
-                   default_quality: str | None = None) -> Dialogue:
+def parse_dialogue(
+    obj: Any, where: str, quality_weights: dict[str, float] | None = None, default_quality: str | None = None
+) -> Dialogue:
     """Validate one record (see the module docstring) and return it as a :class:`Dialogue`."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object (a dialogue record), got {_got(obj)}")
@@ -148,8 +167,16 @@ def parse_dialogue(obj: Any, where: str, quality_weights: dict[str, float] | Non
     if meta is not None and not isinstance(meta, dict):
         raise DataError(f"{where}: meta: expected an object, got {_got(meta)}")
     rid = obj.get("id")
-    return Dialogue(messages=messages, weight=weight, where=where, id=None if rid is None else str(rid), quality=quality,
-                    source=obj.get("source"), license=obj.get("license"), meta=dict(meta or {}))
+    return Dialogue(
+        messages=messages,
+        weight=weight,
+        where=where,
+        id=None if rid is None else str(rid),
+        quality=quality,
+        source=obj.get("source"),
+        license=obj.get("license"),
+        meta=dict(meta or {}),
+    )
 
 
 def _table_rows(path: Path) -> Iterator[tuple[str, dict]]:
@@ -173,7 +200,9 @@ def _saved_dataset_rows(path: Path) -> Iterator[tuple[str, dict]]:
     try:
         import datasets
     except ModuleNotFoundError:
-        raise DataError(f"{path}: reading a saved HF dataset needs the datasets package: pip install datasets") from None
+        raise DataError(
+            f"{path}: reading a saved HF dataset needs the datasets package: pip install datasets"
+        ) from None
     ds = datasets.load_from_disk(str(path))
     for row, rec in enumerate(ds):
         yield f"{path}:row {row}", rec
@@ -191,9 +220,14 @@ def _expand(path: Path) -> list[Path]:
         raise DataError(f"chat data {path} does not exist")
     if (path / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in path.iterdir() if _is_saved_dataset(p))
-        raise DataError(f"{path} is a saved DatasetDict; name one split, e.g. {path / (splits[0] if splits else 'train')}")
-    found = sorted(p for p in path.iterdir() if (p.is_file() and p.name.endswith(JSONL_SUFFIXES + TABLE_SUFFIXES))
-                   or _is_saved_dataset(p))
+        raise DataError(
+            f"{path} is a saved DatasetDict; name one split, e.g. {path / (splits[0] if splits else 'train')}"
+        )
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if (p.is_file() and p.name.endswith(JSONL_SUFFIXES + TABLE_SUFFIXES)) or _is_saved_dataset(p)
+    )
     if not found:
         raise DataError(f"chat data folder {path} holds no JSONL, Parquet or saved-dataset entries")
     return found
@@ -232,12 +266,15 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, dict]]:
         for lineno, obj in iter_jsonl_records(path):
             yield f"{path}:{lineno}", obj
     else:
-        raise DataError(f"{path}: unknown chat data format; expected {', '.join(JSONL_SUFFIXES + TABLE_SUFFIXES)} "
-                        "or a folder saved with datasets' save_to_disk")
+        raise DataError(
+            f"{path}: unknown chat data format; expected {', '.join(JSONL_SUFFIXES + TABLE_SUFFIXES)} "
+            "or a folder saved with datasets' save_to_disk"
+        )
 
 
-def read_dialogues(inputs: Iterable[str | Path], quality_weights: dict[str, float] | None = None,
-                   default_quality: str | None = None) -> Iterator[Dialogue]:
+def read_dialogues(
+    inputs: Iterable[str | Path], quality_weights: dict[str, float] | None = None, default_quality: str | None = None
+) -> Iterator[Dialogue]:
     """Every dialogue of ``inputs`` (see :func:`resolve_inputs`), validated; stops at the first bad record."""
     for path in resolve_inputs(inputs):
         for where, obj in iter_records(path):
@@ -250,7 +287,9 @@ def is_heldout(key: str, fraction: float, seed: int = 0) -> bool:
     return int.from_bytes(h, "little") / 2**64 < fraction
 
 
-def split_dialogues(dialogues: Iterable[Dialogue], val_fraction: float, seed: int = 0) -> tuple[list[Dialogue], list[Dialogue]]:
+def split_dialogues(
+    dialogues: Iterable[Dialogue], val_fraction: float, seed: int = 0
+) -> tuple[list[Dialogue], list[Dialogue]]:
     """(train, validation): each dialogue goes where the hash of its id (or content) sends it, so the
     split does not depend on the order or on which other dialogues are present."""
     if not 0.0 <= val_fraction < 1.0:
@@ -268,8 +307,16 @@ def prepare_sft_data(cfg, tokenizer):
     ``pack``, ``weighting`` and ``max_dialogues`` (those it lacks take the defaults)."""
     from bielik.data.chat_rows import build_sft_data
 
-    fields = {"val_fraction": "val_fraction", "seed": "seed", "quality_weights": "quality_weights",
-              "default_quality": "default_quality", "overflow": "too_long", "assistant_only": "assistant_only",
-              "pack": "pack", "weighting": "weighting", "max_dialogues": "max_dialogues"}
+    fields = {
+        "val_fraction": "val_fraction",
+        "seed": "seed",
+        "quality_weights": "quality_weights",
+        "default_quality": "default_quality",
+        "overflow": "too_long",
+        "assistant_only": "assistant_only",
+        "pack": "pack",
+        "weighting": "weighting",
+        "max_dialogues": "max_dialogues",
+    }
     kwargs = {arg: getattr(cfg, name) for arg, name in fields.items() if hasattr(cfg, name)}
     return build_sft_data(tokenizer, getattr(cfg, "data", ["shipped"]), cfg.seq_len, **kwargs)

@@ -32,9 +32,10 @@ from __future__ import annotations
 import bisect
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -67,11 +68,15 @@ class EncodedDialogue:
 
 def _control_tokens(tokenizer) -> list[str]:
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    special.update(str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False))
+    special.update(
+        str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+    )
     return sorted(t for t in special if t)
 
 
-def encode_dialogue(tokenizer, messages: Sequence[dict[str, str]], where: str = "dialogue") -> tuple[np.ndarray, np.ndarray]:
+def encode_dialogue(
+    tokenizer, messages: Sequence[dict[str, str]], where: str = "dialogue"
+) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids int32, loss_mask bool) of one dialogue rendered by the tokenizer's chat template.
 
     Raises :class:`UnusableDialogue` (naming ``where``) when a message contains a control token as
@@ -84,24 +89,35 @@ def encode_dialogue(tokenizer, messages: Sequence[dict[str, str]], where: str = 
     for i, msg in enumerate(messages):
         hit = next((t for t in controls if t in msg["content"]), None)
         if hit is not None:
-            raise UnusableDialogue("control_token_in_content", f"{where}: messages[{i}].content: contains the control "
-                                   f"token {hit!r} as text; expected plain text (it would be encoded as the control token)")
-    enc = tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+            raise UnusableDialogue(
+                "control_token_in_content",
+                f"{where}: messages[{i}].content: contains the control "
+                f"token {hit!r} as text; expected plain text (it would be encoded as the control token)",
+            )
+    enc = tokenizer.apply_chat_template(
+        list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids = np.asarray(enc["input_ids"], dtype=np.int32)
     mask = np.asarray(enc["assistant_masks"], dtype=bool)
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is not None and int((ids == bos).sum()) > 1:
-        raise UnusableDialogue("several_bos", f"{where}: the rendered dialogue holds {int((ids == bos).sum())} BOS tokens; "
-                               "expected one (the chat template writes BOS, so the text must be tokenized without special tokens)")
+        raise UnusableDialogue(
+            "several_bos",
+            f"{where}: the rendered dialogue holds {int((ids == bos).sum())} BOS tokens; "
+            "expected one (the chat template writes BOS, so the text must be tokenized without special tokens)",
+        )
     if not mask.any():
-        raise DataError(f"{where}: the chat template marked no assistant token; expected a template with "
-                        "{% generation %} markers (bielik.tokenizer.chat.ensure_chat_template installs one)")
+        raise DataError(
+            f"{where}: the chat template marked no assistant token; expected a template with "
+            "{% generation %} markers (bielik.tokenizer.chat.ensure_chat_template installs one)"
+        )
     mask[0] = False  # a dialogue's first token is never a target (module docstring)
     return ids, mask
 
 
-def encode_dialogues(tokenizer, dialogues: Iterable[Dialogue], skip_invalid: bool = True,
-                     assistant_only: bool = True) -> tuple[list[EncodedDialogue], dict[str, int]]:
+def encode_dialogues(
+    tokenizer, dialogues: Iterable[Dialogue], skip_invalid: bool = True, assistant_only: bool = True
+) -> tuple[list[EncodedDialogue], dict[str, int]]:
     """Encode many dialogues; with ``skip_invalid`` an :class:`UnusableDialogue` is skipped and counted
     by reason (the first few are logged), otherwise it propagates. A template without generation
     markers is always an error. ``assistant_only=False`` marks every token but the first as trained
@@ -208,8 +224,13 @@ def _best_fit_decreasing(lengths: list[int], seq_len: int) -> list[list[int]]:
     return rows
 
 
-def pack_dialogues(encoded: Sequence[EncodedDialogue], seq_len: int, pad_id: int,
-                   overflow: Literal["truncate", "drop"] = "truncate", pack: bool = True) -> ChatRows:
+def pack_dialogues(
+    encoded: Sequence[EncodedDialogue],
+    seq_len: int,
+    pad_id: int,
+    overflow: Literal["truncate", "drop"] = "truncate",
+    pack: bool = True,
+) -> ChatRows:
     """Pack encoded dialogues into rows of ``seq_len`` tokens (see the module docstring); with
     ``pack=False`` every dialogue gets a row of its own (in input order), padded."""
     if overflow not in ("truncate", "drop"):
@@ -217,7 +238,9 @@ def pack_dialogues(encoded: Sequence[EncodedDialogue], seq_len: int, pad_id: int
     items, counts = _fit(list(encoded), seq_len, overflow)
     if not items:
         raise DataError(f"no dialogue left to pack into rows of {seq_len} tokens ({len(encoded)} given, {counts})")
-    rows = _best_fit_decreasing([len(e.input_ids) for e in items], seq_len) if pack else [[i] for i in range(len(items))]
+    rows = (
+        _best_fit_decreasing([len(e.input_ids) for e in items], seq_len) if pack else [[i] for i in range(len(items))]
+    )
     n = len(rows)
     ids = np.full((n, seq_len), pad_id, dtype=np.int32)
     labels = np.full((n, seq_len), IGNORE_INDEX, dtype=np.int32)
@@ -238,17 +261,36 @@ def pack_dialogues(encoded: Sequence[EncodedDialogue], seq_len: int, pad_id: int
             token_mask[r, at:end] = True
             at = end
         pos[r, at:] = np.arange(seq_len - at)  # the padding is a segment of its own
-    stats = {"dialogues_in": len(encoded), "dialogues_packed": len(items), **counts, "rows": n, "seq_len": seq_len,
-             "tokens": int(token_mask.sum()), "trained_tokens": int((labels != IGNORE_INDEX).sum()),
-             "fill": round(float(token_mask.mean()), 4), "dialogues_per_row": round(len(items) / n, 3)}
+    stats = {
+        "dialogues_in": len(encoded),
+        "dialogues_packed": len(items),
+        **counts,
+        "rows": n,
+        "seq_len": seq_len,
+        "tokens": int(token_mask.sum()),
+        "trained_tokens": int((labels != IGNORE_INDEX).sum()),
+        "fill": round(float(token_mask.mean()), 4),
+        "dialogues_per_row": round(len(items) / n, 3),
+    }
     if counts["truncated"] or counts["dropped_too_long"]:
-        log.warning("%d dialogue(s) longer than %d tokens: %d truncated (%d of them then dropped: no trained token "
-                    "left), %d dropped", counts["truncated"] + counts["dropped_too_long"], seq_len, counts["truncated"],
-                    counts["dropped_truncated_untrained"], counts["dropped_too_long"])
-    log.info("packed %d dialogues into %d rows of %d tokens (%.1f%% filled, %.2f per row)", len(items), n, seq_len,
-             100 * stats["fill"], stats["dialogues_per_row"])
+        log.warning(
+            "%d dialogue(s) longer than %d tokens: %d truncated (%d of them then dropped: no trained token "
+            "left), %d dropped",
+            counts["truncated"] + counts["dropped_too_long"],
+            seq_len,
+            counts["truncated"],
+            counts["dropped_truncated_untrained"],
+            counts["dropped_too_long"],
+        )
+    log.info(
+        "packed %d dialogues into %d rows of %d tokens (%.1f%% filled, %.2f per row)",
+        len(items),
+        n,
+        seq_len,
+        100 * stats["fill"],
+        stats["dialogues_per_row"],
+    )
     return ChatRows(ids, labels, pos, weights, token_mask, np.array([len(m) for m in rows], dtype=np.int32), stats)
-
 
 
 @dataclass
@@ -260,10 +302,20 @@ class SFTData:
     stats: dict
 
 
-def build_sft_data(tokenizer, inputs: Iterable[str | Path], seq_len: int, val_fraction: float = 0.02, seed: int = 0,
-                   quality_weights: dict[str, float] | None = None, default_quality: str | None = None,
-                   overflow: Literal["truncate", "drop"] = "truncate", assistant_only: bool = True, pack: bool = True,
-                   weighting: bool = True, max_dialogues: int | None = None) -> SFTData:
+def build_sft_data(
+    tokenizer,
+    inputs: Iterable[str | Path],
+    seq_len: int,
+    val_fraction: float = 0.02,
+    seed: int = 0,
+    quality_weights: dict[str, float] | None = None,
+    default_quality: str | None = None,
+    overflow: Literal["truncate", "drop"] = "truncate",
+    assistant_only: bool = True,
+    pack: bool = True,
+    weighting: bool = True,
+    max_dialogues: int | None = None,
+) -> SFTData:
     """Read and validate every dialogue, sample ``max_dialogues`` (seeded), split off the validation
     dialogues by hashed id (:func:`bielik.data.chat.split_dialogues`), encode and pack both parts.
 
@@ -287,8 +339,12 @@ def build_sft_data(tokenizer, inputs: Iterable[str | Path], seq_len: int, val_fr
     train, val = split_dialogues(dialogues, val_fraction, seed)
     if not train:
         raise DataError(f"no training dialogues in {inputs} (all {len(val)} held out: lower val_fraction)")
-    stats: dict = {"inputs": inputs, "train_dialogues": len(train), "val_dialogues": len(val),
-                   "weights": _weight_counts(train)}
+    stats: dict = {
+        "inputs": inputs,
+        "train_dialogues": len(train),
+        "val_dialogues": len(val),
+        "weights": _weight_counts(train),
+    }
     parts = []
     for name, part in (("train", train), ("val", val)):
         rows = None
@@ -296,7 +352,11 @@ def build_sft_data(tokenizer, inputs: Iterable[str | Path], seq_len: int, val_fr
             encoded, skipped = encode_dialogues(tokenizer, part, assistant_only=assistant_only)
             if not weighting:
                 encoded = [EncodedDialogue(e.input_ids, e.loss_mask, 1.0, e.key) for e in encoded]
-            fits = [e for e in encoded if len(e.input_ids) <= seq_len or (overflow == "truncate" and e.loss_mask[:seq_len].any())]
+            fits = [
+                e
+                for e in encoded
+                if len(e.input_ids) <= seq_len or (overflow == "truncate" and e.loss_mask[:seq_len].any())
+            ]
             if fits or name == "train":  # packing nothing is an error for training, "no validation" otherwise
                 rows = pack_dialogues(encoded, seq_len, pad, overflow, pack=pack)
             else:

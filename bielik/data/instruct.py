@@ -28,8 +28,9 @@ import gzip
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -48,13 +49,21 @@ DEFAULT_COUNTS = {"diacritics": 1500, "punctuation": 450, "cloze": 1000, "number
 
 
 class InstructConfig(StageConfig):
-    inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="corpus JSONL files/folders; 'shipped' = bundled corpus")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="corpus JSONL files/folders; 'shipped' = bundled corpus"
+    )
     output: str = "runs/instruct"
-    counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS),
-                                   description=f"records per task (at most); tasks: {', '.join(MAKERS)}")
-    quality: Literal["high", "medium", "low"] = Field("medium", description="quality label of every record (module docstring)")
+    counts: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_COUNTS),
+        description=f"records per task (at most); tasks: {', '.join(MAKERS)}",
+    )
+    quality: Literal["high", "medium", "low"] = Field(
+        "medium", description="quality label of every record (module docstring)"
+    )
     max_per_document: int = Field(3, ge=1, description="items taken from one document per task")
-    heldout_fraction: float = Field(0.02, ge=0.0, lt=1.0, description="skip documents data.pack holds out with this val_fraction")
+    heldout_fraction: float = Field(
+        0.02, ge=0.0, lt=1.0, description="skip documents data.pack holds out with this val_fraction"
+    )
     heldout_seed: int = Field(0, description="... and this seed")
     seed: int = 0
     overwrite: bool = False
@@ -144,10 +153,17 @@ def _metrics(records: list[dict]) -> dict:
     by_origin = Counter(r["meta"]["origin"] for r in records)
     by_source = Counter(r["meta"]["document"].split("/", 1)[0] for r in records)
     cross: dict[str, dict[str, int]] = defaultdict(dict)
-    for (origin, source), n in sorted(Counter((r["meta"]["origin"], r["meta"]["document"].split("/", 1)[0]) for r in records).items()):
+    for (origin, source), n in sorted(
+        Counter((r["meta"]["origin"], r["meta"]["document"].split("/", 1)[0]) for r in records).items()
+    ):
         cross[origin][source] = n
-    return {"records": len(records), "by_origin": dict(by_origin), "by_source": dict(sorted(by_source.items())),
-            "by_origin_and_source": dict(cross), "by_quality": dict(Counter(r["quality"] for r in records))}
+    return {
+        "records": len(records),
+        "by_origin": dict(by_origin),
+        "by_source": dict(sorted(by_source.items())),
+        "by_origin_and_source": dict(cross),
+        "by_quality": dict(Counter(r["quality"] for r in records)),
+    }
 
 
 def instruct(cfg: InstructConfig) -> Path:
@@ -160,5 +176,7 @@ def instruct(cfg: InstructConfig) -> Path:
         atomic_write_bytes(tmp / OUTPUT_FILE, jsonl_gz_bytes(records))
         inputs = {p.name: p for p in expand_inputs(cfg.inputs)}
         write_stage_record(tmp, "data.instruct", cfg, inputs=inputs, metrics=metrics)
-    log.info("constructed %d Polish SFT records %s -> %s", len(records), metrics["by_origin"], Path(cfg.output) / OUTPUT_FILE)
+    log.info(
+        "constructed %d Polish SFT records %s -> %s", len(records), metrics["by_origin"], Path(cfg.output) / OUTPUT_FILE
+    )
     return Path(cfg.output)

@@ -29,13 +29,25 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable
+from collections.abc import Callable
 
 Item = tuple[str, str, dict]
 
 FLATTEN = str.maketrans("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ", "acelnoszzACELNOSZZ")
-MONTHS = ("stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia", "września",
-          "października", "listopada", "grudnia")
+MONTHS = (
+    "stycznia",
+    "lutego",
+    "marca",
+    "kwietnia",
+    "maja",
+    "czerwca",
+    "lipca",
+    "sierpnia",
+    "września",
+    "października",
+    "listopada",
+    "grudnia",
+)
 _MONTH = "|".join(MONTHS)
 FULL_DATE = re.compile(rf"(?<![\w.])\d{{1,2}} (?:{_MONTH}) \d{{4}}(?!\d)")
 NUMERIC_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
@@ -49,7 +61,10 @@ PUNCT = re.compile(r"[^\w\s-]|(?<!\w)-|-(?!\w)")
 REQUESTS: dict[str, tuple[str, ...]] = {
     "diacritics": (
         "Przywróć polskie znaki diakrytyczne w poniższym tekście:\n\n{text}",
-        "Ten tekst napisano bez polskich liter. Popraw go, dodając brakujące znaki (ą, ć, ę, ł, ń, ó, ś, ź, ż):\n\n{text}",
+        (
+            "Ten tekst napisano bez polskich liter. "
+            "Popraw go, dodając brakujące znaki (ą, ć, ę, ł, ń, ó, ś, ź, ż):\n\n{text}"
+        ),
         "{text}\n\nDodaj do tego tekstu polskie znaki. Niczego poza tym nie zmieniaj.",
         "Przepisz fragment poprawnie, z polskimi literami:\n\n{text}",
         "Ktoś pisał na klawiaturze bez polskich znaków. Jak powinien wyglądać ten tekst?\n\n{text}",
@@ -66,7 +81,10 @@ REQUESTS: dict[str, tuple[str, ...]] = {
         "Przeczytaj fragment i podaj wyraz, który powinien stać w miejscu luki (____).\n\n{text}",
         "{text}\n\nUzupełnij lukę oznaczoną ____ jednym słowem z tekstu.",
         "Na podstawie tekstu odgadnij brakujące słowo (____):\n\n{text}",
-        "Jakie słowo usunięto z poniższego tekstu w miejscu ____? Podpowiedź: występuje ono w tekście jeszcze raz.\n\n{text}",
+        (
+            "Jakie słowo usunięto z poniższego tekstu w miejscu ____? "
+            "Podpowiedź: występuje ono w tekście jeszcze raz.\n\n{text}"
+        ),
     ),
     "numbers": (
         (
@@ -134,7 +152,7 @@ def windows(text: str, min_chars: int, max_chars: int) -> list[str]:
 
 def _prose(passage: str) -> bool:
     """A passage of sentences (not a heading, list fragment or table line)."""
-    return passage[-1] in ".!?…”\"»)" and sum(c.isalpha() for c in passage) > 0.6 * len(passage)
+    return passage[-1] in '.!?…”"»)' and sum(c.isalpha() for c in passage) > 0.6 * len(passage)
 
 
 def diacritics(doc: dict, rng: random.Random) -> list[Item]:
@@ -149,7 +167,7 @@ def diacritics(doc: dict, rng: random.Random) -> list[Item]:
 def punctuation(doc: dict, rng: random.Random) -> list[Item]:
     items = []
     for p in windows(doc["text"], 80, 450):
-        if not _prose(p) or any(c in p for c in "„”\"«»()[]—–;/"):
+        if not _prose(p) or any(c in p for c in '„”"«»()[]—–;/'):
             continue
         bare = " ".join(PUNCT.sub(" ", p.replace("\n", " ")).lower().split())
         if len(bare.split()) >= 10:
@@ -161,13 +179,15 @@ def cloze(doc: dict, rng: random.Random) -> list[Item]:
     items = []
     for p in windows(doc["text"], 200, 1200):
         found = list(NAME.finditer(p))
-        names = sorted({m.group() for m in found if p.count(m.group()) >= 2 and len(re.findall(rf"\b{m.group()}\b", p)) >= 2})
+        names = sorted(
+            {m.group() for m in found if p.count(m.group()) >= 2 and len(re.findall(rf"\b{m.group()}\b", p)) >= 2}
+        )
         if not names:
             continue
         name = rng.choice(names)
         spots = [m for m in found if m.group() == name]
         hit = rng.choice(spots)
-        gapped = p[: hit.start()] + "____" + p[hit.end():]
+        gapped = p[: hit.start()] + "____" + p[hit.end() :]
         answer = rng.choice(CLOZE_ANSWERS).format(a=name)
         items.append((rng.choice(REQUESTS["cloze"]).format(text=gapped), answer, {"answer": name}))
     return items
@@ -179,7 +199,9 @@ def numbers(doc: dict, rng: random.Random) -> list[Item]:
         if AMBIGUOUS_NUMBER.search(p) or STRUCTURAL_NUMBER.search(p):
             continue
         found = list(dict.fromkeys(m.group() for m in NUMBER.finditer(p)))
-        if 2 <= len(found) <= 12 and len(re.findall(r"\d+", p)) == sum(len(re.findall(r"\d+", x)) for x in NUMBER.findall(p)):
+        if 2 <= len(found) <= 12 and len(re.findall(r"\d+", p)) == sum(
+            len(re.findall(r"\d+", x)) for x in NUMBER.findall(p)
+        ):
             answer = "\n".join(f"- {n}" for n in found)
             items.append((rng.choice(REQUESTS["numbers"]).format(text=p), answer, {"answer": found}))
     return items
@@ -208,7 +230,11 @@ def headline(doc: dict, rng: random.Random) -> list[Item]:
 
 
 MAKERS: dict[str, Callable[[dict, random.Random], list[Item]]] = {
-    "diacritics": diacritics, "punctuation": punctuation, "cloze": cloze, "numbers": numbers, "dates": dates,
+    "diacritics": diacritics,
+    "punctuation": punctuation,
+    "cloze": cloze,
+    "numbers": numbers,
+    "dates": dates,
     "headline": headline,
 }
 # which corpus sources (document id prefix) each task reads

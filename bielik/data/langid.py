@@ -16,7 +16,7 @@ import functools
 DEFAULT_MAX_CHARS = 2000
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _identifier(languages: tuple[str, ...] | None = None):
     from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
@@ -27,7 +27,9 @@ def _identifier(languages: tuple[str, ...] | None = None):
     return ident
 
 
-def detect(text: str, max_chars: int = DEFAULT_MAX_CHARS, languages: tuple[str, ...] | None = None) -> tuple[str, float]:
+def detect(
+    text: str, max_chars: int = DEFAULT_MAX_CHARS, languages: tuple[str, ...] | None = None
+) -> tuple[str, float]:
     """Most probable ISO 639-1 language of ``text`` and its posterior probability.
 
     ``languages`` restricts the candidates (e.g. ``("pl", "en")``). Text without letters gives

@@ -120,7 +120,7 @@ def final_answer(text: str, fallback: Literal["last", "none"] = "last") -> set[F
     else (``fallback="last"``) the last number of the text. Empty when there is none."""
     markers = list(_MARKER.finditer(text))
     if markers:
-        after = number_mentions(text[markers[-1].end():])
+        after = number_mentions(text[markers[-1].end() :])
         if after:
             return after[0][1]
         return set()

@@ -53,8 +53,9 @@ BATCH_DOCS = 256
 
 
 class PackConfig(StageConfig):
-    inputs: list[str] = Field(default_factory=lambda: ["shipped"],
-                              description="JSONL files/folders; 'shipped' = bundled corpus")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus"
+    )
     tokenizer: str = Field("runs/tokenizer", description="HF tokenizer directory")
     output: str = "runs/data"
     seq_len: int = Field(512, ge=8)
@@ -267,8 +268,11 @@ def pack(cfg: PackConfig) -> Path:
 
     rng = random.Random(cfg.seed)
     metrics: dict = {
-        "documents": corpus.documents, "skipped_by_lang": dict(corpus.skipped_by_lang), "vocab_size": vocab,
-        "seq_len": cfg.seq_len, "mix": cfg.mix if cfg.mix is not None else "as-they-come",
+        "documents": corpus.documents,
+        "skipped_by_lang": dict(corpus.skipped_by_lang),
+        "vocab_size": vocab,
+        "seq_len": cfg.seq_len,
+        "mix": cfg.mix if cfg.mix is not None else "as-they-come",
     }
     shards: dict[str, list[dict]] = {}
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
@@ -286,18 +290,27 @@ def pack(cfg: PackConfig) -> Path:
                 "tokens_by_lang": {k: int(v) for k, v in used.items()},
                 "share_by_lang": {k: round(v / total, 4) for k, v in used.items()},
             }
-            log.info("%s: %d rows x %d tokens; token share by language %s (%s)", split, n_rows, cfg.seq_len,
-                     metrics[split]["share_by_lang"], "as they come" if cfg.mix is None else f"asked {cfg.mix}")
-        write_json(tmp / INDEX, {
-            "format": "bielik-token-shards/1",
-            "seq_len": cfg.seq_len,
-            "dtype": np.dtype(dtype).name,
-            "vocab_size": vocab,
-            "eos_token_id": eos,
-            "tokenizer": str(tok_dir.resolve()),
-            "tokenizer_sha256": path_digest(tok_dir),
-            "shards": shards,
-        })
+            log.info(
+                "%s: %d rows x %d tokens; token share by language %s (%s)",
+                split,
+                n_rows,
+                cfg.seq_len,
+                metrics[split]["share_by_lang"],
+                "as they come" if cfg.mix is None else f"asked {cfg.mix}",
+            )
+        write_json(
+            tmp / INDEX,
+            {
+                "format": "bielik-token-shards/1",
+                "seq_len": cfg.seq_len,
+                "dtype": np.dtype(dtype).name,
+                "vocab_size": vocab,
+                "eos_token_id": eos,
+                "tokenizer": str(tok_dir.resolve()),
+                "tokenizer_sha256": path_digest(tok_dir),
+                "shards": shards,
+            },
+        )
         write_stage_record(tmp, "data.pack", cfg, inputs={"tokenizer": tok_dir}, metrics=metrics)
     return Path(cfg.output)
 

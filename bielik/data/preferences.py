@@ -85,7 +85,11 @@ class MathTask:
 
     @property
     def key(self) -> str:
-        return f"id:{self.id}" if self.id is not None else "content:" + hashlib.blake2b(self.question.encode(), digest_size=16).hexdigest()
+        return (
+            f"id:{self.id}"
+            if self.id is not None
+            else "content:" + hashlib.blake2b(self.question.encode(), digest_size=16).hexdigest()
+        )
 
     def messages(self, system: str | None = None) -> list[dict[str, str]]:
         turns = [{"role": "system", "content": system}] if system else []
@@ -95,7 +99,10 @@ class MathTask:
 # ------------------------------------------------------------------------------------------ records
 def _check_context(messages: Any, where: str) -> tuple[dict[str, str], ...]:
     if not isinstance(messages, (list, tuple)) or not messages:
-        raise DataError(f"{where}: messages: expected a non-empty list of {{role, content}} objects ending with a user turn, got {_got(messages)}")
+        raise DataError(
+            f"{where}: messages: expected a non-empty list of {{role, content}} objects ending with a user turn, got "
+            f"{_got(messages)}"
+        )
     start = 1 if isinstance(messages[0], dict) and messages[0].get("role") == "system" else 0
     out = []
     for i, msg in enumerate(messages):
@@ -106,24 +113,35 @@ def _check_context(messages: Any, where: str) -> tuple[dict[str, str], ...]:
         expected = ("system",) if i < start else ("user",) if i == start else ("user", "assistant")
         if role not in expected:
             what = f"'{role}'" if role in ROLES else _got(role)
-            raise DataError(f"{path}.role: expected {' or '.join(map(repr, expected))}, got {what} (an optional system turn "
-                            "first, then user and assistant turns starting with user)")
+            raise DataError(
+                f"{path}.role: expected {' or '.join(map(repr, expected))}, got {what} (an optional system turn "
+                "first, then user and assistant turns starting with user)"
+            )
         if not isinstance(content, str):
             raise DataError(f"{path}.content: expected a string, got {'nothing' if content is None else _got(content)}")
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "user":
-        raise DataError(f"{where}: messages[{len(out) - 1}].role: expected the context to end with a 'user' turn "
-                        f"(the one chosen and rejected answer), got '{out[-1]['role']}'")
+        raise DataError(
+            f"{where}: messages[{len(out) - 1}].role: expected the context to end with a 'user' turn "
+            f"(the one chosen and rejected answer), got '{out[-1]['role']}'"
+        )
     return tuple(out)
 
 
 def _reply(obj: dict, key: str, where: str) -> str:
     value = obj.get(key)
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
+    if (
+        isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], dict)
+        and value[0].get("role") == "assistant"
+    ):
         value = value[0].get("content")
     if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: {key}: expected the assistant's reply (a non-blank string or a list holding one "
-                        f"assistant message), got {'nothing' if value is None else _got(value)}")
+        raise DataError(
+            f"{where}: {key}: expected the assistant's reply (a non-blank string or a list holding one "
+            f"assistant message), got {'nothing' if value is None else _got(value)}"
+        )
     return value
 
 
@@ -138,8 +156,10 @@ def parse_preference(obj: Any, where: str, quality_weights: dict[str, float] | N
     elif isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
         messages = ({"role": "user", "content": obj["prompt"]},)
     else:
-        raise DataError(f"{where}: prompt: expected the user's request (a non-blank string) or 'messages', got "
-                        f"{'nothing' if obj.get('prompt') is None else _got(obj.get('prompt'))}")
+        raise DataError(
+            f"{where}: prompt: expected the user's request (a non-blank string) or 'messages', got "
+            f"{'nothing' if obj.get('prompt') is None else _got(obj.get('prompt'))}"
+        )
     chosen, rejected = _reply(obj, "chosen", where), _reply(obj, "rejected", where)
     weight = 1.0
     if obj.get("weight") is not None or obj.get("quality") is not None:
@@ -148,7 +168,9 @@ def parse_preference(obj: Any, where: str, quality_weights: dict[str, float] | N
     if meta is not None and not isinstance(meta, dict):
         raise DataError(f"{where}: meta: expected an object, got {_got(meta)}")
     rid = obj.get("id")
-    return PreferencePair(messages, chosen, rejected, weight, where, None if rid is None else str(rid), obj.get("lang"), dict(meta or {}))
+    return PreferencePair(
+        messages, chosen, rejected, weight, where, None if rid is None else str(rid), obj.get("lang"), dict(meta or {})
+    )
 
 
 def parse_math_task(obj: Any, where: str) -> MathTask:
@@ -160,13 +182,17 @@ def parse_math_task(obj: Any, where: str) -> MathTask:
         raise DataError(f"{where}: question: expected a non-blank string, got {'nothing' if q is None else _got(q)}")
     a = obj.get("answer")
     if isinstance(a, bool) or not isinstance(a, (str, int, float)) or parse_reference(str(a)) is None:
-        raise DataError(f"{where}: answer: expected one number (e.g. 42, \"-3.5\", \"3/4\", \"1 234,5\"), got "
-                        f"{'nothing' if a is None else _got(a)}")
+        raise DataError(
+            f'{where}: answer: expected one number (e.g. 42, "-3.5", "3/4", "1 234,5"), got '
+            f"{'nothing' if a is None else _got(a)}"
+        )
     rid = obj.get("id")
     return MathTask(q, str(a), where, None if rid is None else str(rid), obj.get("lang"))
 
 
-def resolve_post_inputs(inputs: Iterable[str | Path], kind: Literal["preferences", "math"]) -> list[tuple[Path, str | None]]:
+def resolve_post_inputs(
+    inputs: Iterable[str | Path], kind: Literal["preferences", "math"]
+) -> list[tuple[Path, str | None]]:
     """(file, lang filter) for every input; ``shipped`` / ``shipped:<lang>`` name the shipped ``kind`` file."""
     out: list[tuple[Path, str | None]] = []
     for raw in inputs:
@@ -174,7 +200,9 @@ def resolve_post_inputs(inputs: Iterable[str | Path], kind: Literal["preferences
         if spec == "shipped" or spec.startswith("shipped:"):
             lang = spec.partition(":")[2] or None
             if lang not in (None, "pl", "en"):
-                raise DataError(f"unknown shipped {kind} part '{lang}'; expected 'shipped', 'shipped:pl' or 'shipped:en'")
+                raise DataError(
+                    f"unknown shipped {kind} part '{lang}'; expected 'shipped', 'shipped:pl' or 'shipped:en'"
+                )
             out.append((post_dir() / SHIPPED_FILES[kind], lang))
         else:
             out.extend((p, None) for p in _expand(Path(spec)))
@@ -183,7 +211,9 @@ def resolve_post_inputs(inputs: Iterable[str | Path], kind: Literal["preferences
     return out
 
 
-def read_preferences(inputs: Iterable[str | Path], quality_weights: dict[str, float] | None = None) -> Iterator[PreferencePair]:
+def read_preferences(
+    inputs: Iterable[str | Path], quality_weights: dict[str, float] | None = None
+) -> Iterator[PreferencePair]:
     """Every preference pair of ``inputs``, validated; stops at the first bad record."""
     for path, lang in resolve_post_inputs(inputs, "preferences"):
         for where, obj in iter_records(path):
@@ -231,8 +261,10 @@ def _completion(tokenizer, messages, reply: str, prompt: np.ndarray, where: str)
     ids, mask = encode_dialogue(tokenizer, [*messages, {"role": "assistant", "content": reply}], where)
     p = len(prompt)
     if len(ids) <= p or not np.array_equal(ids[:p], prompt):
-        raise DataError(f"{where}: the chat template does not render the prompt as a prefix of prompt + reply; "
-                        "expected a template whose generation prompt starts every assistant turn")
+        raise DataError(
+            f"{where}: the chat template does not render the prompt as a prefix of prompt + reply; "
+            "expected a template whose generation prompt starts every assistant turn"
+        )
     trained = np.flatnonzero(mask[p:])
     if not len(trained) or trained[0] != 0 or not mask[p : p + trained[-1] + 1].all():
         raise DataError(f"{where}: the reply's trained tokens do not directly follow the generation prompt")

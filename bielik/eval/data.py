@@ -87,7 +87,9 @@ def _load_hf(spec: TaskSpec, split: str) -> list[dict] | None:
     try:
         ds = datasets.load_dataset(spec.dataset.hf_path, spec.dataset.hf_name, split=split)
     except Exception as exc:  # offline, unknown split, gated repo: all end the same way for the user
-        raise DataError(f"task {spec.task}: could not load {spec.dataset.hf_path} split {split!r} from the Hugging Face Hub ({exc})") from None
+        raise DataError(
+            f"task {spec.task}: could not load {spec.dataset.hf_path} split {split!r} from the Hugging Face Hub ({exc})"
+        ) from None
     return [dict(r) for r in ds]
 
 

@@ -67,9 +67,13 @@ def score(doc: dict, response: str) -> dict[str, float]:
     first, revised = parse_revised(response)
     f = pass_score(_reference(doc["reference_answer"]), first)
     r = pass_score(_reference(doc["reference_answer_fullscale"]), revised)
-    return {"first_eqbench": f["eqbench"], "first_percent_parseable": f["percent_parseable"],
-            "revised_eqbench": r["eqbench"], "revised_percent_parseable": r["percent_parseable"],
-            "average_eqbench": (f["eqbench"] + r["eqbench"]) / 2}
+    return {
+        "first_eqbench": f["eqbench"],
+        "first_percent_parseable": f["percent_parseable"],
+        "revised_eqbench": r["eqbench"],
+        "revised_percent_parseable": r["percent_parseable"],
+        "average_eqbench": (f["eqbench"] + r["eqbench"]) / 2,
+    }
 
 
 def score_first_turn(doc: dict, response: str) -> dict[str, float]:

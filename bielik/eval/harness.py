@@ -39,9 +39,18 @@ class PreparedTask:
     num_fewshot: int = 0
 
 
-def prepare_task(spec: TaskSpec, num_fewshot: int, data_dirs: list[Path], *, split: str | None = None,
-                 split_fallback: list[str] = (), limit: int | None = None, seed: int = 1234,
-                 hf_datasets: bool = False, chat_template=None) -> PreparedTask:
+def prepare_task(
+    spec: TaskSpec,
+    num_fewshot: int,
+    data_dirs: list[Path],
+    *,
+    split: str | None = None,
+    split_fallback: list[str] = (),
+    limit: int | None = None,
+    seed: int = 1234,
+    hf_datasets: bool = False,
+    chat_template=None,
+) -> PreparedTask:
     """Load the documents and build every prompt; raises DataError (with where-to-get-it) when there is no data."""
     if spec.max_fewshot is not None:
         num_fewshot = min(num_fewshot, spec.max_fewshot)
@@ -72,8 +81,13 @@ def prepare_task(spec: TaskSpec, num_fewshot: int, data_dirs: list[Path], *, spl
                 break
         if not pool:
             pool, pool_split = docs_all, used
-        log.info("%s: %d-shot examples from split '%s'%s", spec.task, num_fewshot, pool_split,
-                 " (the evaluated split, each document excluded from its own examples)" if pool_split == used else "")
+        log.info(
+            "%s: %d-shot examples from split '%s'%s",
+            spec.task,
+            num_fewshot,
+            pool_split,
+            " (the evaluated split, each document excluded from its own examples)" if pool_split == used else "",
+        )
     sampler = FewshotSampler(pool or [], seed, spec.fewshot_config.sampler, exclude_self=pool_split == used)
     contexts = []
     for d in docs:
@@ -90,23 +104,45 @@ def run_task(lm: EvalLM, task: PreparedTask, chat: bool = False) -> list[dict]:
     records: list[dict] = []
     if spec.output_type == "multiple_choice":
         delim = "" if chat else spec.target_delimiter
-        per_doc = lm.loglikelihood([lm.encode_choices(ctx, [delim + c for c in pr.choices(doc)])
-                                    for doc, ctx in zip(task.docs, task.contexts)], desc=spec.task)
+        per_doc = lm.loglikelihood(
+            [
+                lm.encode_choices(ctx, [delim + c for c in pr.choices(doc)])
+                for doc, ctx in zip(task.docs, task.contexts)
+            ],
+            desc=spec.task,
+        )
         for i, (doc, ctx, resps) in enumerate(zip(task.docs, task.contexts, per_doc)):
             choices = pr.choices(doc)
             gold = pr.target(doc)
             if not isinstance(gold, int) or not 0 <= gold < len(choices):
-                raise DataError(f"task {spec.task}, document {i}: target {gold!r} is not a choice index (0..{len(choices) - 1})")
+                raise DataError(
+                    f"task {spec.task}, document {i}: target {gold!r} is not a choice index (0..{len(choices) - 1})"
+                )
             values, pred = M.score_choice(spec.metric_list, [r[0] for r in resps], choices, gold)
-            records.append({"doc_id": i, "target": gold, "arguments": [[ctx, delim + c] for c in choices],
-                            "resps": [[list(r)] for r in resps], "filtered_resps": [list(r) for r in resps],
-                            "pred": pred["pred"], "pred_norm": pred["pred_norm"], "metrics": {"none": values}})
+            records.append(
+                {
+                    "doc_id": i,
+                    "target": gold,
+                    "arguments": [[ctx, delim + c] for c in choices],
+                    "resps": [[list(r)] for r in resps],
+                    "filtered_resps": [list(r) for r in resps],
+                    "pred": pred["pred"],
+                    "pred_norm": pred["pred_norm"],
+                    "metrics": {"none": values},
+                }
+            )
         return records
     outs = lm.generate_until(task.contexts, spec.until, spec.max_gen_toks, desc=spec.task)
     for i, (doc, ctx, out) in enumerate(zip(task.docs, task.contexts, outs)):
         gold = pr.target(doc)
-        rec: dict[str, Any] = {"doc_id": i, "target": gold, "arguments": [[ctx, {"until": spec.until, "max_gen_toks": spec.max_gen_toks}]],
-                               "resps": [[out]], "filtered_resps": {}, "metrics": {}}
+        rec: dict[str, Any] = {
+            "doc_id": i,
+            "target": gold,
+            "arguments": [[ctx, {"until": spec.until, "max_gen_toks": spec.max_gen_toks}]],
+            "resps": [[out]],
+            "filtered_resps": {},
+            "metrics": {},
+        }
         if spec.process_results:
             from bielik.eval.eq_bench import PROCESS_RESULTS
 
@@ -139,7 +175,8 @@ def aggregate_task(spec: TaskSpec, records: list[dict], bootstrap_iters: int = 1
 
 
 def task_baseline(spec: TaskSpec, task: PreparedTask) -> tuple[float | None, str]:
-    """The leaderboard baseline of a task: the published one, else the majority-class score of the whole evaluated split."""
+    """The leaderboard baseline of a task: the published one, else the majority-class score of the whole
+    evaluated split."""
     lb = spec.leaderboard
     if lb is None:
         return None, "none"
@@ -156,22 +193,50 @@ def task_baseline(spec: TaskSpec, task: PreparedTask) -> tuple[float | None, str
     return M.majority_baseline(metric, golds, mspec), "majority class of the evaluated split"
 
 
-def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: list[Path], *, split: str | None = None,
-             split_fallback: list[str] = (), limit: int | None = None, seed: int = 1234, hf_datasets: bool = False,
-             apply_chat_template: bool = False, bootstrap_iters: int = 1000, model_name: str = "") -> tuple[dict, dict[str, list[dict]]]:
+def evaluate(
+    lm: EvalLM,
+    specs: list[TaskSpec],
+    num_fewshot: int,
+    data_dirs: list[Path],
+    *,
+    split: str | None = None,
+    split_fallback: list[str] = (),
+    limit: int | None = None,
+    seed: int = 1234,
+    hf_datasets: bool = False,
+    apply_chat_template: bool = False,
+    bootstrap_iters: int = 1000,
+    model_name: str = "",
+) -> tuple[dict, dict[str, list[dict]]]:
     """Score ``specs``; returns (results in lm-eval's shape, per-task sample records). Tasks without data are
     listed under ``results["bielik"]["skipped"]`` with the message saying where to get the data; they are
     not logged one by one (:func:`skipped_summary` makes the one line a run prints)."""
     start = time.time()
     chat = _chat_fn(lm) if apply_chat_template else None
-    results: dict[str, Any] = {"results": {}, "group_subtasks": {}, "configs": {}, "versions": {}, "n-shot": {},
-                               "higher_is_better": {}, "n-samples": {}}
+    results: dict[str, Any] = {
+        "results": {},
+        "group_subtasks": {},
+        "configs": {},
+        "versions": {},
+        "n-shot": {},
+        "higher_is_better": {},
+        "n-samples": {},
+    }
     extra: dict[str, Any] = {"splits": {}, "fewshot_split": {}, "baselines": {}, "skipped": {}}
     samples: dict[str, list[dict]] = {}
     for spec in specs:
         try:
-            task = prepare_task(spec, num_fewshot, data_dirs, split=split, split_fallback=split_fallback, limit=limit,
-                                seed=seed, hf_datasets=hf_datasets, chat_template=chat)
+            task = prepare_task(
+                spec,
+                num_fewshot,
+                data_dirs,
+                split=split,
+                split_fallback=split_fallback,
+                limit=limit,
+                seed=seed,
+                hf_datasets=hf_datasets,
+                chat_template=chat,
+            )
         except MissingDataError as exc:
             if split is not None:  # the user asked for this split: not having it is an error
                 raise
@@ -182,11 +247,20 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
         t0 = time.time()
         records = run_task(lm, task, chat=chat is not None)
         entry = aggregate_task(spec, records, bootstrap_iters)
-        log.info("%s (%s, %d docs, %.1fs): %s", spec.task, task.split, len(records), time.time() - t0,
-                 ", ".join(f"{k}={v:.4f}" for k, v in entry.items() if isinstance(v, float) and "_stderr" not in k))
+        log.info(
+            "%s (%s, %d docs, %.1fs): %s",
+            spec.task,
+            task.split,
+            len(records),
+            time.time() - t0,
+            ", ".join(f"{k}={v:.4f}" for k, v in entry.items() if isinstance(v, float) and "_stderr" not in k),
+        )
         results["results"][spec.task] = entry
         results["group_subtasks"][spec.task] = []
-        results["configs"][spec.task] = {**spec.model_dump(mode="json", exclude={"get_data"}), "num_fewshot": task.num_fewshot}
+        results["configs"][spec.task] = {
+            **spec.model_dump(mode="json", exclude={"get_data"}),
+            "num_fewshot": task.num_fewshot,
+        }
         results["versions"][spec.task] = 1.0
         results["n-shot"][spec.task] = task.num_fewshot
         results["higher_is_better"][spec.task] = {m.metric: m.higher_is_better for m in spec.metric_list}
@@ -197,8 +271,15 @@ def evaluate(lm: EvalLM, specs: list[TaskSpec], num_fewshot: int, data_dirs: lis
         if base is not None:
             extra["baselines"][spec.task] = {"value": base, "source": how}
         samples[spec.task] = records
-    results["config"] = {"model": "bielik", "model_args": model_name, "batch_tokens": lm.batch_tokens, "limit": limit,
-                         "fewshot_seed": seed, "apply_chat_template": apply_chat_template, "bootstrap_iters": bootstrap_iters}
+    results["config"] = {
+        "model": "bielik",
+        "model_args": model_name,
+        "batch_tokens": lm.batch_tokens,
+        "limit": limit,
+        "fewshot_seed": seed,
+        "apply_chat_template": apply_chat_template,
+        "bootstrap_iters": bootstrap_iters,
+    }
     results["date"] = start
     results["total_evaluation_time_seconds"] = str(time.time() - start)
     results["bielik"] = extra
@@ -214,8 +295,10 @@ def skipped_summary(skipped: list[str], n_tasks: int) -> str | None:
     """
     if not skipped:
         return None
-    return (f"skipped {len(skipped)} of {n_tasks} tasks without data: {', '.join(skipped)} — "
-            "see `bielik eval tasks`; add folders holding their splits with data_dir=[DIR]")
+    return (
+        f"skipped {len(skipped)} of {n_tasks} tasks without data: {', '.join(skipped)} — "
+        "see `bielik eval tasks`; add folders holding their splits with data_dir=[DIR]"
+    )
 
 
 def _chat_fn(lm: EvalLM):
@@ -225,6 +308,8 @@ def _chat_fn(lm: EvalLM):
         raise ConfigError("apply_chat_template=true but the model's tokenizer has no chat template")
 
     def apply(ctx: str) -> str:
-        return lm.tok.apply_chat_template([{"role": "user", "content": ctx}], tokenize=False, add_generation_prompt=True)
+        return lm.tok.apply_chat_template(
+            [{"role": "user", "content": ctx}], tokenize=False, add_generation_prompt=True
+        )
 
     return apply

@@ -16,6 +16,7 @@ first ``[N]``; -1 when there is none (counted as unparseable, excluded from the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,9 +40,13 @@ RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class JudgeConfig(StageConfig):
-    base_url: str | None = Field(None, description="OpenAI-compatible API root, e.g. http://localhost:8000/v1 (env BIELIK_JUDGE_BASE_URL)")
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible API root, e.g. http://localhost:8000/v1 (env BIELIK_JUDGE_BASE_URL)"
+    )
     model: str | None = Field(None, description="judge model name (env BIELIK_JUDGE_MODEL)")
-    api_key_env: str = Field("BIELIK_JUDGE_API_KEY", description="environment variable holding the API key (may be unset)")
+    api_key_env: str = Field(
+        "BIELIK_JUDGE_API_KEY", description="environment variable holding the API key (may be unset)"
+    )
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(2048, ge=1)
     timeout: float = Field(120.0, gt=0)
@@ -50,7 +55,10 @@ class JudgeConfig(StageConfig):
     concurrency: int = Field(4, ge=1, description="requests in flight")
 
     def resolved(self) -> tuple[str | None, str | None]:
-        return (self.base_url or os.environ.get("BIELIK_JUDGE_BASE_URL"), self.model or os.environ.get("BIELIK_JUDGE_MODEL"))
+        return (
+            self.base_url or os.environ.get("BIELIK_JUDGE_BASE_URL"),
+            self.model or os.environ.get("BIELIK_JUDGE_MODEL"),
+        )
 
 
 def parse_rating(text: str) -> float:
@@ -99,7 +107,9 @@ class Judge:
         self.cfg = cfg
         self.base_url, self.model = cfg.resolved()
         if not self.base_url or not self.model:
-            raise ConfigError("the judge needs judge.base_url and judge.model (or BIELIK_JUDGE_BASE_URL / BIELIK_JUDGE_MODEL)")
+            raise ConfigError(
+                "the judge needs judge.base_url and judge.model (or BIELIK_JUDGE_BASE_URL / BIELIK_JUDGE_MODEL)"
+            )
         self.url = self.base_url.rstrip("/") + "/chat/completions"
         self.cache = JudgmentCache(cache_dir)
         self.requests_sent = 0
@@ -129,7 +139,12 @@ class Judge:
         import requests
 
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        body = {"model": self.model, "messages": messages, "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.cfg.temperature,
+            "max_tokens": self.cfg.max_tokens,
+        }
         for attempt in range(self.cfg.max_retries + 1):
             retry_after = None
             try:
@@ -139,21 +154,23 @@ class Judge:
                     try:
                         return resp.json()["choices"][0]["message"]["content"] or ""
                     except (ValueError, KeyError, IndexError, TypeError):
-                        raise BielikError(f"judge {self.url} answered 200 without choices[0].message.content: {resp.text[:200]}") from None
+                        raise BielikError(
+                            f"judge {self.url} answered 200 without choices[0].message.content: {resp.text[:200]}"
+                        ) from None
                 if resp.status_code not in RETRY_STATUS:
-                    raise BielikError(f"judge {self.url} refused the request: HTTP {resp.status_code} {resp.text[:300]}")
+                    raise BielikError(
+                        f"judge {self.url} refused the request: HTTP {resp.status_code} {resp.text[:300]}"
+                    )
                 problem = f"HTTP {resp.status_code}"
                 retry_after = resp.headers.get("Retry-After")
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = type(exc).__name__
             if attempt == self.cfg.max_retries:
                 raise BielikError(f"judge {self.url} failed after {attempt + 1} attempts (last: {problem})")
-            delay = self.cfg.backoff * (2 ** attempt) * (0.5 + random.random() / 2)
+            delay = self.cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
             if retry_after:
-                try:
+                with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep the backoff
                     delay = max(delay, float(retry_after))
-                except ValueError:
-                    pass
             log.warning("judge: %s, retrying in %.1fs (%d/%d)", problem, delay, attempt + 1, self.cfg.max_retries)
             time.sleep(delay)
         raise AssertionError("unreachable")

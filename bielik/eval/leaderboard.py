@@ -40,7 +40,9 @@ log = get_logger(__name__)
 GROUPS = {
     "leaderboard": lambda t: t.leaderboard is not None and (t.leaderboard.group != "eq_bench"),
     "polish_mc": lambda t: t.leaderboard is not None and t.output_type == "multiple_choice",
-    "polish_generate": lambda t: t.leaderboard is not None and t.output_type == "generate_until" and t.leaderboard.group != "eq_bench",
+    "polish_generate": lambda t: (
+        t.leaderboard is not None and t.output_type == "generate_until" and t.leaderboard.group != "eq_bench"
+    ),
     "eq_bench": lambda t: t.family == "eq_bench",
     "all": lambda t: True,
 }
@@ -64,11 +66,17 @@ class ModelOptions(StageConfig):
 class LeaderboardConfig(StageConfig):
     model: str = Field("runs/pretrain/final", description="HF model directory (with tokenizer)")
     output: str = "runs/eval/leaderboard"
-    tasks: list[str] = Field(default_factory=lambda: ["leaderboard"], description="task names or groups: " + ", ".join(GROUPS))
+    tasks: list[str] = Field(
+        default_factory=lambda: ["leaderboard"], description="task names or groups: " + ", ".join(GROUPS)
+    )
     num_fewshot: list[int] = Field(default_factory=lambda: [0, 5])
-    data_dir: list[str] = Field(default_factory=list, description="folders holding task data (searched before the shipped data)")
+    data_dir: list[str] = Field(
+        default_factory=list, description="folders holding task data (searched before the shipped data)"
+    )
     include_path: list[str] = Field(default_factory=list, description="folders of extra task YAML files")
-    split: str | None = Field(None, description="score this split only (default: test, else validation, else split_fallback)")
+    split: str | None = Field(
+        None, description="score this split only (default: test, else validation, else split_fallback)"
+    )
     split_fallback: list[str] = Field(default_factory=list)
     limit: int | None = Field(None, ge=1, description="score the first N documents of each task")
     seed: int = Field(1234, description="few-shot sampling seed (lm-eval's default)")
@@ -110,10 +118,20 @@ def summarize(results: dict, specs: list[TaskSpec]) -> dict[str, Any]:
         b = base.get(task, {}).get("value")
         scale = spec.leaderboard.scale
         norm = 100 * (s - b) / (scale - b) if b is not None and scale != b else None
-        rows.append({"task": task, "metric": spec.leaderboard.metric, "score": s, "baseline": b,
-                     "baseline_source": base.get(task, {}).get("source"), "normalised": norm,
-                     "type": spec.output_type, "group": spec.leaderboard.group, "aggregate": spec.leaderboard.aggregate,
-                     "split": results.get("bielik", {}).get("splits", {}).get(task)})
+        rows.append(
+            {
+                "task": task,
+                "metric": spec.leaderboard.metric,
+                "score": s,
+                "baseline": b,
+                "baseline_source": base.get(task, {}).get("source"),
+                "normalised": norm,
+                "type": spec.output_type,
+                "group": spec.leaderboard.group,
+                "aggregate": spec.leaderboard.aggregate,
+                "split": results.get("bielik", {}).get("splits", {}).get(task),
+            }
+        )
 
     def mean(xs):
         xs = [x for x in xs if x is not None and not math.isnan(x)]
@@ -147,26 +165,46 @@ def markdown(summaries: dict[int, dict], perplexity: dict | None = None) -> str:
     skipped = [tuple(s["skipped"]) for s in summaries.values()]
     same_skipped = len(set(skipped)) == 1
     for k, summ in summaries.items():
-        lines += [f"## {k}-shot", "", "| task | split | metric | score | baseline | normalised |", "|---|---|---|---:|---:|---:|"]
+        lines += [
+            f"## {k}-shot",
+            "",
+            "| task | split | metric | score | baseline | normalised |",
+            "|---|---|---|---:|---:|---:|",
+        ]
         for r in summ["tasks"]:
-            lines.append(f"| {r['task']} | {r['split']} | {r['metric']} | {_fmt(r['score'])} | {_fmt(r['baseline'], 3)} | {_fmt(r['normalised'], 2)} |")
+            lines.append(
+                f"| {r['task']} | {r['split']} | {r['metric']} | {_fmt(r['score'])} | {_fmt(r['baseline'], 3)} | "
+                f"{_fmt(r['normalised'], 2)} |"
+            )
         lines.append("")
         if summ["tasks_averaged"]:
-            lines += [f"- **average (baseline-normalised)**: {_fmt(summ['average_normalised'], 2)} over {summ['tasks_averaged']} tasks "
-                      f"(mc {_fmt(summ['average_normalised_mc'], 2)}, generation {_fmt(summ['average_normalised_generate'], 2)})",
-                      f"- **RAG Reranking**: {_fmt(summ['rag_reranking'])} · **RAG Reader**: {_fmt(summ['rag_reader'])}"]
+            lines += [
+                (
+                    f"- **average (baseline-normalised)**: {_fmt(summ['average_normalised'], 2)} "
+                    f"over {summ['tasks_averaged']} tasks (mc {_fmt(summ['average_normalised_mc'], 2)}, "
+                    f"generation {_fmt(summ['average_normalised_generate'], 2)})"
+                ),
+                f"- **RAG Reranking**: {_fmt(summ['rag_reranking'])} · **RAG Reader**: {_fmt(summ['rag_reader'])}",
+            ]
         if summ["eq_bench"]:
             lines.append("- **EQ-Bench**: " + ", ".join(f"{t} {v:.2f}" for t, v in summ["eq_bench"].items()))
         if summ["skipped"] and not same_skipped:
             lines.append(f"- no data (skipped): {', '.join(summ['skipped'])}")
         lines.append("")
     if same_skipped and skipped[0]:
-        lines += [f"No data for {len(skipped[0])} tasks (skipped; `bielik eval tasks` lists which splits have data): "
-                  f"{', '.join(skipped[0])}", ""]
+        lines += [
+            f"No data for {len(skipped[0])} tasks (skipped; `bielik eval tasks` lists which splits have data): "
+            f"{', '.join(skipped[0])}",
+            "",
+        ]
     if perplexity:
-        lines += ["## Perplexity (held-out text, lower is better)", "",
-                  f"- token perplexity {perplexity['token_perplexity']:.3f} over {perplexity['tokens']:,} tokens "
-                  f"({perplexity['documents']} documents); bits per byte {perplexity['bits_per_byte']:.4f}", ""]
+        lines += [
+            "## Perplexity (held-out text, lower is better)",
+            "",
+            f"- token perplexity {perplexity['token_perplexity']:.3f} over {perplexity['tokens']:,} tokens "
+            f"({perplexity['documents']} documents); bits per byte {perplexity['bits_per_byte']:.4f}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -212,8 +250,13 @@ def held_out_perplexity(lm, cfg: PerplexityConfig) -> dict | None:
     res = lm.loglikelihood_rolling(texts, cfg.window)
     ll = sum(r[0] for r in res)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    return {"token_perplexity": perplexity(res), "tokens": sum(r[1] for r in res), "documents": len(texts),
-            "bits_per_byte": -ll / n_bytes / math.log(2), "inputs": cfg.inputs}
+    return {
+        "token_perplexity": perplexity(res),
+        "tokens": sum(r[1] for r in res),
+        "documents": len(texts),
+        "bits_per_byte": -ll / n_bytes / math.log(2),
+        "inputs": cfg.inputs,
+    }
 
 
 def run_leaderboard(cfg: LeaderboardConfig) -> dict:
@@ -223,15 +266,32 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
 
     specs = resolve_tasks(cfg.tasks, cfg.include_path)
     data_dirs = search_dirs(cfg.data_dir)
-    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
-                               gen_batch_tokens=cfg.lm.gen_batch_tokens)
+    lm = EvalLM.from_pretrained(
+        cfg.model,
+        cfg.lm.device,
+        cfg.lm.dtype,
+        batch_tokens=cfg.lm.batch_tokens,
+        max_batch=cfg.lm.max_batch,
+        gen_batch_tokens=cfg.lm.gen_batch_tokens,
+    )
     summaries, all_results = {}, {}
     reported: set[str] = set()  # tasks without data are named once per run, not once per shot setting
     for k in cfg.num_fewshot:
         log.info("leaderboard: %d-shot, %d tasks", k, len(specs))
-        results, samples = evaluate(lm, specs, k, data_dirs, split=cfg.split, split_fallback=cfg.split_fallback, limit=cfg.limit,
-                                    seed=cfg.seed, hf_datasets=cfg.hf_datasets, apply_chat_template=cfg.apply_chat_template,
-                                    bootstrap_iters=cfg.bootstrap_iters, model_name=cfg.model)
+        results, samples = evaluate(
+            lm,
+            specs,
+            k,
+            data_dirs,
+            split=cfg.split,
+            split_fallback=cfg.split_fallback,
+            limit=cfg.limit,
+            seed=cfg.seed,
+            hf_datasets=cfg.hf_datasets,
+            apply_chat_template=cfg.apply_chat_template,
+            bootstrap_iters=cfg.bootstrap_iters,
+            model_name=cfg.model,
+        )
         all_results[k] = (results, samples)
         summaries[k] = summarize(results, specs)
         line = skipped_summary([t for t in results["bielik"]["skipped"] if t not in reported], len(specs))
@@ -245,9 +305,13 @@ def run_leaderboard(cfg: LeaderboardConfig) -> dict:
             write_json(tmp / f"results_{k}shot.json", results)
             if cfg.write_samples:
                 for task, recs in samples.items():
-                    atomic_write_text(tmp / f"samples_{k}shot" / f"{task}.jsonl",
-                                      "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs))
-        atomic_write_text(tmp / "results.md", f"# Open PL LLM Leaderboard tasks: {cfg.model}\n\n" + markdown(summaries, ppl))
+                    atomic_write_text(
+                        tmp / f"samples_{k}shot" / f"{task}.jsonl",
+                        "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs),
+                    )
+        atomic_write_text(
+            tmp / "results.md", f"# Open PL LLM Leaderboard tasks: {cfg.model}\n\n" + markdown(summaries, ppl)
+        )
         _plot(summaries, tmp / "scores.png")
         stage = "eval.eq_bench" if isinstance(cfg, EqBenchConfig) else "eval.leaderboard"
         write_stage_record(tmp, stage, cfg, inputs={"model": cfg.model}, metrics=summary)
@@ -258,7 +322,9 @@ class EqBenchConfig(LeaderboardConfig):
     """``bielik eval eq-bench``: Polish EQ-Bench, zero-shot (the leaderboard stage with other defaults)."""
 
     output: str = "runs/eval/eq_bench"
-    tasks: list[str] = Field(default_factory=lambda: ["polish_eq_bench"], description="polish_eq_bench and/or polish_eq_bench_first_turn")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["polish_eq_bench"], description="polish_eq_bench and/or polish_eq_bench_first_turn"
+    )
     num_fewshot: list[int] = Field(default_factory=lambda: [0])
 
 

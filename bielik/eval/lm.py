@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -61,8 +61,16 @@ def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 class EvalLM:
     """An HF causal LM and its tokenizer, with lm-eval-compatible tokenisation and fast batched scoring."""
 
-    def __init__(self, model, tokenizer, batch_tokens: int = 8192, max_batch: int = 64, max_length: int | None = None,
-                 head_chunk: int = 1024, gen_batch_tokens: int | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_tokens: int = 8192,
+        max_batch: int = 64,
+        max_length: int | None = None,
+        head_chunk: int = 1024,
+        gen_batch_tokens: int | None = None,
+    ):
         self.model = model.eval()
         self.tok = tokenizer
         self.device = next(model.parameters()).device
@@ -70,7 +78,9 @@ class EvalLM:
         # decoding is dominated by per-step overhead, not by the (small) KV cache: wider batches pay off
         self.gen_batch_tokens = gen_batch_tokens or 4 * batch_tokens
         cfg = model.config
-        self.max_length = max_length or getattr(cfg, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
+        self.max_length = (
+            max_length or getattr(cfg, "max_position_embeddings", None) or getattr(tokenizer, "model_max_length", 2048)
+        )
         head = model.get_output_embeddings()
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
         plain_head = isinstance(head, torch.nn.Linear) and getattr(cfg, "logit_scale", None) is None
@@ -87,13 +97,13 @@ class EvalLM:
         self._prefix_text = tokenizer.decode([self.prefix_id]) if self.prefix_id is not None else None
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str = "float32", **kw) -> "EvalLM":
+    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str = "float32", **kw) -> EvalLM:
         """Load an HF model directory. The tokenizer is opened as it was saved
         (:func:`bielik.tokenizer.formats.load_hf_tokenizer`: ``AutoTokenizer`` would swap in the model
         type's tokenizer class for some types, e.g. Qwen2's pre-tokenizer; identical for Llama/Mistral)."""
+        from bielik.model.loading import load_hf_model
         from bielik.tokenizer.formats import load_hf_tokenizer
         from bielik.train.distributed import pick_device
-        from bielik.model.loading import load_hf_model
 
         model = load_hf_model(path, dtype)  # BielikError when not an HF directory
         return cls(model.to(pick_device(device)), load_hf_tokenizer(Path(path)), **kw)
@@ -119,7 +129,7 @@ class EvalLM:
                 f"continuation {continuation!r} adds no token after context ...{context[-40:]!r}: the tokenizer merges "
                 "it into the context's last token; end the context at a word boundary (e.g. with a space)"
             )
-        return ctx, whole[len(ctx):]
+        return ctx, whole[len(ctx) :]
 
     def encode_choices(self, context: str, continuations: Sequence[str]) -> Choices:
         """Token form of one document. lm-eval's context tokens do not depend on the continuation
@@ -135,8 +145,13 @@ class EvalLM:
 
         cache = cache if cache is not None else DynamicCache(config=self.model.config)
         net = self._body if self._body is not None else self.model
-        out = net(input_ids=input_ids.to(self.device), attention_mask=None if attention_mask is None else attention_mask.to(self.device),
-                  position_ids=None if position_ids is None else position_ids.to(self.device), use_cache=True, **{self._cache_kw: cache})
+        out = net(
+            input_ids=input_ids.to(self.device),
+            attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+            position_ids=None if position_ids is None else position_ids.to(self.device),
+            use_cache=True,
+            **{self._cache_kw: cache},
+        )
         states = out.last_hidden_state if self._body is not None else out.logits
         return states, cache
 
@@ -176,15 +191,20 @@ class EvalLM:
                 items.append((d, j, piece))
                 j += len(piece.continuations)
             out.append([None] * j)
-        order = sorted(range(len(items)), key=lambda i: -(len(items[i][2].context) + max(map(len, items[i][2].continuations))))
+        order = sorted(
+            range(len(items)), key=lambda i: -(len(items[i][2].context) + max(map(len, items[i][2].continuations)))
+        )
         # a truncated document is one piece per choice, and its pieces may land in different batches:
         # the bar counts a document when its last piece is scored
         pending = [0] * len(docs)
         for d, _, _ in items:
             pending[d] += 1
         with progress(desc, total=len(docs), unit="doc") as bar:
-            for batch in self._batches(order, lambda i: len(items[i][2].context) + max(map(len, items[i][2].continuations)),
-                                       lambda i: len(items[i][2].continuations)):
+            for batch in self._batches(
+                order,
+                lambda i: len(items[i][2].context) + max(map(len, items[i][2].continuations)),
+                lambda i: len(items[i][2].continuations),
+            ):
                 results = self._score_batch([items[i][2] for i in batch])
                 finished = 0
                 for i, res in zip(batch, results):
@@ -204,7 +224,9 @@ class EvalLM:
         pieces = []
         for c in doc.continuations:
             if len(c) > self.max_length:
-                raise BielikError(f"a continuation of {len(c)} tokens does not fit the model's {self.max_length}-token window")
+                raise BielikError(
+                    f"a continuation of {len(c)} tokens does not fit the model's {self.max_length}-token window"
+                )
             keep = limit - len(c)
             pieces.append(Choices(doc.context[-keep:] if keep < len(doc.context) else doc.context, [c]))
         return pieces
@@ -231,7 +253,9 @@ class EvalLM:
         last = h1[torch.arange(len(pieces)), torch.tensor(ctx_lens) - 1]
         rows = [(b, c) for b, p in enumerate(pieces) for c in p.continuations]
         row_doc = torch.tensor([b for b, _ in rows])
-        first_lp, first_greedy = self._token_scores(last[row_doc.to(last.device)], torch.tensor([c[0] for _, c in rows]))
+        first_lp, first_greedy = self._token_scores(
+            last[row_doc.to(last.device)], torch.tensor([c[0] for _, c in rows])
+        )
         lp = first_lp.tolist()
         greedy = first_greedy.tolist()
         multi = [r for r, (_, c) in enumerate(rows) if len(c) > 1]
@@ -266,8 +290,14 @@ class EvalLM:
 
     # ------------------------------------------------------------------------- generation
     @torch.no_grad()
-    def generate_until(self, contexts: Sequence[str], until: Sequence[str], max_gen_toks: int, desc: str = "generate",
-                       stop_ids: set[int] | None = None) -> list[str]:
+    def generate_until(
+        self,
+        contexts: Sequence[str],
+        until: Sequence[str],
+        max_gen_toks: int,
+        desc: str = "generate",
+        stop_ids: set[int] | None = None,
+    ) -> list[str]:
         """Greedy continuations of each context, cut at the first stop string (lm-eval's generate_until).
 
         A row also ends at a token of ``stop_ids`` (default: the tokenizer's EOS), which is not part of the text.
@@ -275,24 +305,34 @@ class EvalLM:
         stop_ids = set(stop_ids) if stop_ids else {self.eos_id}
         max_ctx = self.max_length - max_gen_toks
         if max_ctx <= 0:
-            raise BielikError(f"max_gen_toks {max_gen_toks} leaves no room in the model's {self.max_length}-token window")
+            raise BielikError(
+                f"max_gen_toks {max_gen_toks} leaves no room in the model's {self.max_length}-token window"
+            )
         encoded = [self.encode(c)[-max_ctx:] for c in contexts]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[str | None] = [None] * len(encoded)
         with progress(desc, total=len(encoded), unit="doc") as bar:
-            for batch in self._batches(order, lambda i: len(encoded[i]) + max_gen_toks, lambda i: 1, self.gen_batch_tokens):
-                for i, text in zip(batch, self._generate_batch([encoded[i] for i in batch], list(until), max_gen_toks, stop_ids)):
+            for batch in self._batches(
+                order, lambda i: len(encoded[i]) + max_gen_toks, lambda i: 1, self.gen_batch_tokens
+            ):
+                for i, text in zip(
+                    batch, self._generate_batch([encoded[i] for i in batch], list(until), max_gen_toks, stop_ids)
+                ):
                     results[i] = text
                 bar.advance(len(batch))
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[list[int]], until: list[str], max_gen_toks: int, stop_ids: set[int]) -> list[str]:
+    def _generate_batch(
+        self, prompts: list[list[int]], until: list[str], max_gen_toks: int, stop_ids: set[int]
+    ) -> list[str]:
         params = SamplingParams(max_new_tokens=max_gen_toks, stop=tuple(until), stop_token_ids=frozenset(stop_ids))
         return [c.text for c in sample(self._forward, prompts, params, self.tok, pad_id=self.pad_id)]
 
     # ------------------------------------------------------------------------- perplexity
     @torch.no_grad()
-    def loglikelihood_rolling(self, texts: Sequence[str], window: int | None = None, desc: str = "perplexity") -> list[tuple[float, int]]:
+    def loglikelihood_rolling(
+        self, texts: Sequence[str], window: int | None = None, desc: str = "perplexity"
+    ) -> list[tuple[float, int]]:
         """(Σ log p(token), number of tokens) of each text, scored in disjoint windows.
 
         lm-eval's ``loglikelihood_rolling`` windows: the text's tokens (no special tokens) are cut into

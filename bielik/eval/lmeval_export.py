@@ -22,11 +22,17 @@ NATIVE = {"acc", "acc_norm", "exact_match"}
 def lmeval_task_dict(spec: TaskSpec, files: dict[str, str | Path], name: str | None = None) -> dict:
     """lm-eval's YAML fields for ``spec`` reading ``files`` (split -> JSONL path)."""
     if spec.process_docs or spec.process_results:
-        raise ConfigError(f"task {spec.task} needs SpeakLeash's utils.py (process_docs/process_results); it cannot be exported")
+        raise ConfigError(
+            f"task {spec.task} needs SpeakLeash's utils.py (process_docs/process_results); it cannot be exported"
+        )
     metrics = []
     for m in spec.metric_list:
-        if m.metric in NATIVE or (m.metric == "f1" and spec.output_type == "multiple_choice" and (m.average or "binary") == "binary"):
-            metrics.append({"metric": m.metric, "aggregation": "f1" if m.metric == "f1" else "mean", "higher_is_better": True})
+        if m.metric in NATIVE or (
+            m.metric == "f1" and spec.output_type == "multiple_choice" and (m.average or "binary") == "binary"
+        ):
+            metrics.append(
+                {"metric": m.metric, "aggregation": "f1" if m.metric == "f1" else "mean", "higher_is_better": True}
+            )
     splits = {k: str(Path(v).resolve()) for k, v in files.items()}
 
     def present(s):
@@ -56,14 +62,31 @@ def lmeval_task_dict(spec: TaskSpec, files: dict[str, str | Path], name: str | N
     if spec.output_type == "generate_until":
         out["generation_kwargs"] = dict(spec.generation_kwargs)
         if spec.filter_list:
-            out["filter_list"] = [{"name": f.name, "filter": [
-                {k: v for k, v in s.model_dump().items() if v is not None and not (s.function == "take_first" and k != "function")
-                 and not (k in ("group_select", "fallback") and v == {"group_select": 0, "fallback": "[invalid]"}[k])}
-                for s in f.filter]} for f in spec.filter_list]
+            out["filter_list"] = [
+                {
+                    "name": f.name,
+                    "filter": [
+                        {
+                            k: v
+                            for k, v in s.model_dump().items()
+                            if v is not None
+                            and not (s.function == "take_first" and k != "function")
+                            and not (
+                                k in ("group_select", "fallback")
+                                and v == {"group_select": 0, "fallback": "[invalid]"}[k]
+                            )
+                        }
+                        for s in f.filter
+                    ],
+                }
+                for f in spec.filter_list
+            ]
     return {k: v for k, v in out.items() if v is not None}
 
 
-def write_lmeval_task(spec: TaskSpec, files: dict[str, str | Path], directory: str | Path, name: str | None = None) -> Path:
+def write_lmeval_task(
+    spec: TaskSpec, files: dict[str, str | Path], directory: str | Path, name: str | None = None
+) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = lmeval_task_dict(spec, files, name)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,7 @@ MEAN_METRICS = {"acc", "acc_norm", "exact_match", "levenshtein"}
 
 
 # ------------------------------------------------------------------------------------- filters
+
 
 def apply_filter(spec: FilterSpec, response: str) -> str:
     out: Any = [response]
@@ -80,7 +82,9 @@ def _first_number(s: str) -> str | None:
     return m.group().replace(",", ".") if m else None
 
 
-def levenshtein_match(prediction: str, references: Sequence[str], strip_pattern: str | None = None, lstrip: bool = False) -> int:
+def levenshtein_match(
+    prediction: str, references: Sequence[str], strip_pattern: str | None = None, lstrip: bool = False
+) -> int:
     """SpeakLeash's QA match: 1 if any reference is matched, else 0.
 
     The prediction is lower-cased (and left-stripped for PoQuAD). A reference holding a number (first
@@ -114,6 +118,7 @@ def levenshtein_match(prediction: str, references: Sequence[str], strip_pattern:
 
 # ----------------------------------------------------------------------------------------- F1
 
+
 def f1_score(golds: Sequence[int], preds: Sequence[int], average: str = "binary") -> float:
     golds, preds = np.asarray(golds), np.asarray(preds)
     if average == "binary":
@@ -131,7 +136,10 @@ def _f1_of(golds: np.ndarray, preds: np.ndarray, label: int) -> float:
 
 # ------------------------------------------------------------------------------ per document
 
-def score_choice(metrics: list[MetricSpec], lls: Sequence[float], choices: Sequence[str], gold: int) -> tuple[dict, dict]:
+
+def score_choice(
+    metrics: list[MetricSpec], lls: Sequence[float], choices: Sequence[str], gold: int
+) -> tuple[dict, dict]:
     """(metric values, prediction record) of one multiple-choice document."""
     lls_arr = np.asarray(lls, dtype=np.float64)
     pred = int(np.argmax(lls_arr))
@@ -163,7 +171,10 @@ def score_generation(metrics: list[MetricSpec], prediction: str, gold: Any) -> d
 
 # ------------------------------------------------------------------------------ aggregation
 
-def aggregate(name: str, values: list, spec: MetricSpec | None = None, bootstrap_iters: int = 1000, seed: int = 1234) -> tuple[float, float | str]:
+
+def aggregate(
+    name: str, values: list, spec: MetricSpec | None = None, bootstrap_iters: int = 1000, seed: int = 1234
+) -> tuple[float, float | str]:
     """(value, standard error) of a metric over all documents."""
     if name == "f1":
         golds, preds = (list(x) for x in zip(*values)) if values else ([], [])
@@ -186,6 +197,7 @@ def aggregate(name: str, values: list, spec: MetricSpec | None = None, bootstrap
 
 
 # --------------------------------------------------------------------------------- baselines
+
 
 def majority_baseline(metric: str, golds: Sequence[int], spec: MetricSpec | None = None) -> float:
     """Score of always answering the most frequent gold class (how the leaderboard's baselines were made).

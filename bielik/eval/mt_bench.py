@@ -74,7 +74,13 @@ def load_questions(path: str) -> list[dict]:
         if not isinstance(q.get("turns"), list) or not q["turns"] or "question_id" not in q or "category" not in q:
             raise DataError(f"{p}:{i}: a question needs question_id, category and a non-empty list 'turns'")
         if q["category"] in NEED_REFERENCE and len(q.get("reference") or []) < len(q["turns"]):
-            log.warning("%s:%d: %s question %s has no reference answer per turn; judged without one", p, i, q["category"], q["question_id"])
+            log.warning(
+                "%s:%d: %s question %s has no reference answer per turn; judged without one",
+                p,
+                i,
+                q["category"],
+                q["question_id"],
+            )
     return qs
 
 
@@ -98,7 +104,12 @@ def judge_request(q: dict, answers: list[str], turn: int, prompts: dict[str, dic
         if math:
             fields["ref_answer_1"] = ref[0]
     else:
-        fields = {"question_1": q["turns"][0], "question_2": q["turns"][1], "answer_1": answers[0], "answer_2": answers[1]}
+        fields = {
+            "question_1": q["turns"][0],
+            "question_2": q["turns"][1],
+            "answer_1": answers[0],
+            "answer_2": answers[1],
+        }
         if math:
             fields.update(ref_answer_1=ref[0], ref_answer_2=ref[1])
     return tpl["system_prompt"], tpl["prompt_template"].format(**fields)
@@ -110,37 +121,68 @@ def generate_answers(cfg: MTBenchConfig, questions: list[dict], cache_dir: Path)
     from bielik.eval.lm import EvalLM
     from bielik.model.generation import end_of_turn_ids
 
-    lm = EvalLM.from_pretrained(cfg.model, cfg.lm.device, cfg.lm.dtype, batch_tokens=cfg.lm.batch_tokens, max_batch=cfg.lm.max_batch,
-                                gen_batch_tokens=cfg.lm.gen_batch_tokens)
+    lm = EvalLM.from_pretrained(
+        cfg.model,
+        cfg.lm.device,
+        cfg.lm.dtype,
+        batch_tokens=cfg.lm.batch_tokens,
+        max_batch=cfg.lm.max_batch,
+        gen_batch_tokens=cfg.lm.gen_batch_tokens,
+    )
     if not getattr(lm.tok, "chat_template", None):
         raise DataError(f"model {cfg.model}: MT-Bench needs a tokenizer with a chat template")
     stop_ids = end_of_turn_ids(lm.tok)
-    model_key = path_digest(Path(cfg.model) / "model.safetensors") if (Path(cfg.model) / "model.safetensors").is_file() else cfg.model
+    model_key = (
+        path_digest(Path(cfg.model) / "model.safetensors")
+        if (Path(cfg.model) / "model.safetensors").is_file()
+        else cfg.model
+    )
     cache = JudgmentCache(cache_dir, "answers.jsonl")
     cached = cache.entries
-    keys = {q["question_id"]: hashlib.sha256(json.dumps([model_key, q["turns"], cfg.max_new_tokens, cfg.system_prompt],
-                                                        ensure_ascii=False).encode()).hexdigest() for q in questions}
+    keys = {
+        q["question_id"]: hashlib.sha256(
+            json.dumps([model_key, q["turns"], cfg.max_new_tokens, cfg.system_prompt], ensure_ascii=False).encode()
+        ).hexdigest()
+        for q in questions
+    }
     todo = [q for q in questions if keys[q["question_id"]] not in cached]
     if todo:
         log.info("MT-Bench: generating answers to %d questions (%d cached)", len(todo), len(questions) - len(todo))
-        convs = {q["question_id"]: ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []) for q in todo}
+        convs = {
+            q["question_id"]: ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else [])
+            for q in todo
+        }
         answers: dict = {q["question_id"]: [] for q in todo}
         for turn in range(max(len(q["turns"]) for q in todo)):
             live = [q for q in todo if turn < len(q["turns"])]
             prompts = []
             for q in live:
                 convs[q["question_id"]].append({"role": "user", "content": q["turns"][turn]})
-                prompts.append(lm.tok.apply_chat_template(convs[q["question_id"]], tokenize=False, add_generation_prompt=True))
-            outs = lm.generate_until(prompts, [], cfg.max_new_tokens, desc=f"MT-Bench turn {turn + 1}", stop_ids=stop_ids)
+                prompts.append(
+                    lm.tok.apply_chat_template(convs[q["question_id"]], tokenize=False, add_generation_prompt=True)
+                )
+            outs = lm.generate_until(
+                prompts, [], cfg.max_new_tokens, desc=f"MT-Bench turn {turn + 1}", stop_ids=stop_ids
+            )
             for q, out in zip(live, outs):
                 out = out.strip()
                 answers[q["question_id"]].append(out)
                 convs[q["question_id"]].append({"role": "assistant", "content": out})
         for q in todo:
-            cache.put({"key": keys[q["question_id"]], "question_id": q["question_id"], "turns": answers[q["question_id"]]})
+            cache.put(
+                {"key": keys[q["question_id"]], "question_id": q["question_id"], "turns": answers[q["question_id"]]}
+            )
     model_id = cfg.model_id or Path(cfg.model).name
-    return [{"question_id": q["question_id"], "answer_id": keys[q["question_id"]][:22], "model_id": model_id,
-             "choices": [{"index": 0, "turns": cached[keys[q["question_id"]]]["turns"]}], "tstamp": time.time()} for q in questions]
+    return [
+        {
+            "question_id": q["question_id"],
+            "answer_id": keys[q["question_id"]][:22],
+            "model_id": model_id,
+            "choices": [{"index": 0, "turns": cached[keys[q["question_id"]]]["turns"]}],
+            "tstamp": time.time(),
+        }
+        for q in questions
+    ]
 
 
 def summarize(questions: list[dict], answers: dict, judgments: list[dict]) -> dict:
@@ -177,12 +219,22 @@ def summarize(questions: list[dict], answers: dict, judgments: list[dict]) -> di
 def markdown(summary: dict, model: str) -> str:
     f = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
     share = "–" if summary["responses_pl"] is None else f"{100 * summary['responses_pl']:.0f}%"
-    lines = [f"# Polish MT-Bench: {model}", "", "| score | turn 1 | turn 2 | pl_score | responses_pl |", "|---:|---:|---:|---:|---:|",
-             f"| {f(summary['score'])} | {f(summary['score_turn1'])} | {f(summary['score_turn2'])} | {f(summary['pl_score'])} | "
-             f"{share} |", ""]
+    lines = [
+        f"# Polish MT-Bench: {model}",
+        "",
+        "| score | turn 1 | turn 2 | pl_score | responses_pl |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {f(summary['score'])} | {f(summary['score_turn1'])} | {f(summary['score_turn2'])} | "
+        f"{f(summary['pl_score'])} | {share} |",
+        "",
+    ]
     if summary["categories"]:
-        lines += ["| " + " | ".join(summary["categories"]) + " |", "|" + "---:|" * len(summary["categories"]),
-                  "| " + " | ".join(f(v) for v in summary["categories"].values()) + " |", ""]
+        lines += [
+            "| " + " | ".join(summary["categories"]) + " |",
+            "|" + "---:|" * len(summary["categories"]),
+            "| " + " | ".join(f(v) for v in summary["categories"].values()) + " |",
+            "",
+        ]
     lines.append(f"{summary['judged']} judgments, {summary['unparseable']} without a rating.")
     return "\n".join(lines) + "\n"
 
@@ -205,7 +257,9 @@ def run_mt_bench(cfg: MTBenchConfig) -> dict:
         answers = {r["question_id"]: r["choices"][0]["turns"] for r in records}
     judgments: list[dict] = []
     if judge is None:
-        log.warning("MT-Bench: no judge configured (judge.base_url / judge.model): answers and responses_pl only, no ratings")
+        log.warning(
+            "MT-Bench: no judge configured (judge.base_url / judge.model): answers and responses_pl only, no ratings"
+        )
     else:
         jobs = [(q, t) for q in questions for t in range(min(2, len(q["turns"])))]
 
@@ -213,19 +267,37 @@ def run_mt_bench(cfg: MTBenchConfig) -> dict:
             q, t = job
             system, prompt = judge_request(q, answers[q["question_id"]], t, prompts)
             row = judge.judge(system, prompt)
-            return {"question_id": q["question_id"], "model": records[0].get("model_id", ""), "judge": [judge.model, "single"],
-                    "turn": t + 1, "score": row["score"], "judgment": row["judgment"], "user_prompt": prompt}
+            return {
+                "question_id": q["question_id"],
+                "model": records[0].get("model_id", ""),
+                "judge": [judge.model, "single"],
+                "turn": t + 1,
+                "score": row["score"],
+                "judgment": row["judgment"],
+                "user_prompt": prompt,
+            }
 
-        with progress("MT-Bench judging", total=len(jobs), unit="judgment") as bar, ThreadPoolExecutor(cfg.judge.concurrency) as pool:
+        with (
+            progress("MT-Bench judging", total=len(jobs), unit="judgment") as bar,
+            ThreadPoolExecutor(cfg.judge.concurrency) as pool,
+        ):
             for res in pool.map(one, jobs):
                 judgments.append(res)
                 bar.advance(1)
     summary = summarize(questions, answers, judgments)
-    summary.update(model=cfg.model, judge=judge_model if judge else None, questions=len(questions),
-                   judge_requests=judge.requests_sent if judge else 0)
+    summary.update(
+        model=cfg.model,
+        judge=judge_model if judge else None,
+        questions=len(questions),
+        judge_requests=judge.requests_sent if judge else 0,
+    )
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
-        atomic_write_text(tmp / "model_answer.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        atomic_write_text(tmp / "model_judgment.jsonl", "".join(json.dumps(j, ensure_ascii=False) + "\n" for j in judgments))
+        atomic_write_text(
+            tmp / "model_answer.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        )
+        atomic_write_text(
+            tmp / "model_judgment.jsonl", "".join(json.dumps(j, ensure_ascii=False) + "\n" for j in judgments)
+        )
         atomic_write_text(tmp / "results.md", markdown(summary, cfg.model))
         write_json(tmp / "results.json", summary)
         write_stage_record(tmp, "eval.mt_bench", cfg, inputs={"model": cfg.model}, metrics=summary)

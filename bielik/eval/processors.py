@@ -9,7 +9,7 @@ and ``is_impossible`` are normalised to booleans.
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from collections.abc import Callable
 
 from bielik.errors import ConfigError, DataError
 

@@ -149,7 +149,10 @@ def _load_family(path: Path) -> list[TaskSpec]:
         if parent is not None:
             base = {k: v for k, v in resolve(parent, seen + (name,)).items() if k != "task"}
             # a child's dataset replaces the parent's whole (files of another dataset must not mix)
-            entry = {**deep_merge(base, {k: v for k, v in entry.items() if k != "dataset"}), **({"dataset": entry["dataset"]} if "dataset" in entry else {})}
+            entry = {
+                **deep_merge(base, {k: v for k, v in entry.items() if k != "dataset"}),
+                **({"dataset": entry["dataset"]} if "dataset" in entry else {}),
+            }
         resolved[name] = {**entry, "task": name}
         return resolved[name]
 
@@ -194,6 +197,7 @@ def leaderboard_tasks(include_path: list[str] | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- prompts
+
 
 def _regex_replace(string: str, pattern: str, repl: str, count: int = 0) -> str:
     return re.sub(pattern, repl, string, count=count)
@@ -269,7 +273,9 @@ class Prompter:
         return str(a)
 
     def context(self, doc: dict, shots: list[dict]) -> str:
-        parts = [self.text(s) + self.spec.target_delimiter + self.answer_text(s) + self.spec.fewshot_delimiter for s in shots]
+        parts = [
+            self.text(s) + self.spec.target_delimiter + self.answer_text(s) + self.spec.fewshot_delimiter for s in shots
+        ]
         return "".join(parts) + self.text(doc)
 
 

@@ -15,7 +15,8 @@ without loss, and they only ever hold one vector per tapped tensor (never the ac
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -40,18 +41,20 @@ def _output_tensor(output: Any) -> torch.Tensor:
 class Hooks:
     """A set of forward hooks, removed on exit::
 
-        with Hooks() as hooks:
-            hooks.input(layer.mlp.down_proj, stat.update)       # fn(x) with the module's input
-            hooks.output(layer.input_layernorm, stat.update)    # fn(y) with its output
-            hooks.block(layer, bi.update)                       # fn(x_in, x_out)
-            model(input_ids)
+    with Hooks() as hooks:
+        hooks.input(layer.mlp.down_proj, stat.update)       # fn(x) with the module's input
+        hooks.output(layer.input_layernorm, stat.update)    # fn(y) with its output
+        hooks.block(layer, bi.update)                       # fn(x_in, x_out)
+        model(input_ids)
     """
 
     def __init__(self) -> None:
         self._handles: list[Any] = []
 
     def input(self, module: nn.Module, fn: Callable[[torch.Tensor], None]) -> None:
-        self._handles.append(module.register_forward_pre_hook(lambda _m, a, k: fn(_hidden_arg(a, k).detach()), with_kwargs=True))
+        self._handles.append(
+            module.register_forward_pre_hook(lambda _m, a, k: fn(_hidden_arg(a, k).detach()), with_kwargs=True)
+        )
 
     def output(self, module: nn.Module, fn: Callable[[torch.Tensor], None]) -> None:
         self._handles.append(module.register_forward_hook(lambda _m, _a, out: fn(_output_tensor(out).detach())))
@@ -67,7 +70,7 @@ class Hooks:
             h.remove()
         self._handles = []
 
-    def __enter__(self) -> "Hooks":
+    def __enter__(self) -> Hooks:
         return self
 
     def __exit__(self, *exc: Any) -> None:

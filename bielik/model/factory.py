@@ -57,7 +57,7 @@ class ParamCount:
     non_embedding: int
 
     @staticmethod
-    def of(model: torch.nn.Module) -> "ParamCount":
+    def of(model: torch.nn.Module) -> ParamCount:
         seen: set[int] = set()
         total = 0
         for p in model.parameters():  # tied weights counted once
@@ -67,7 +67,9 @@ class ParamCount:
         emb = model.get_input_embeddings().weight
         head = model.get_output_embeddings()
         head_n = 0 if head is None or head.weight is emb else head.weight.numel()
-        return ParamCount(total=total, embedding=emb.numel(), lm_head=head_n, non_embedding=total - emb.numel() - head_n)
+        return ParamCount(
+            total=total, embedding=emb.numel(), lm_head=head_n, non_embedding=total - emb.numel() - head_n
+        )
 
 
 def human(n: float) -> str:
@@ -110,7 +112,9 @@ class ModelInitConfig(StageConfig):
     preset: str = "tiny-llama"
     tokenizer: str | None = Field("runs/tokenizer", description="HF tokenizer dir; sets vocab size and special ids")
     output: str = "runs/model-init"
-    overrides: dict[str, Any] = Field(default_factory=dict, description="HF config fields to change, e.g. {num_hidden_layers: 2}")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="HF config fields to change, e.g. {num_hidden_layers: 2}"
+    )
     seed: int = 0
     overwrite: bool = False
 
@@ -136,7 +140,12 @@ def init_model(cfg: ModelInitConfig) -> Path:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        write_stage_record(tmp, "model.init", cfg, inputs={"tokenizer": cfg.tokenizer} if cfg.tokenizer else None,
-                           metrics={"parameters": pc.total, "non_embedding_parameters": pc.non_embedding})
+        write_stage_record(
+            tmp,
+            "model.init",
+            cfg,
+            inputs={"tokenizer": cfg.tokenizer} if cfg.tokenizer else None,
+            metrics={"parameters": pc.total, "non_embedding_parameters": pc.non_embedding},
+        )
     log.info("initialised %s (%s parameters) in %s", cfg.preset, human(pc.total), cfg.output)
     return Path(cfg.output)

@@ -39,16 +39,31 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 
 from bielik.errors import BielikError
 from bielik.model.kv_cache import ForwardFn, HFForward, PreallocatedLayer, as_forward, prefill
 
-__all__ = ["Completion", "DecodeTimings", "FinishReason", "ForwardFn", "HFForward", "PreallocatedLayer", "SamplingParams",
-           "as_forward", "end_of_turn_ids", "next_tokens", "repetition_penalty", "sample", "top_k_filter", "top_p_filter"]
+__all__ = [
+    "Completion",
+    "DecodeTimings",
+    "FinishReason",
+    "ForwardFn",
+    "HFForward",
+    "PreallocatedLayer",
+    "SamplingParams",
+    "as_forward",
+    "end_of_turn_ids",
+    "next_tokens",
+    "repetition_penalty",
+    "sample",
+    "top_k_filter",
+    "top_p_filter",
+]
 
 FinishReason = Literal["stop", "eos", "length"]
 
@@ -150,8 +165,12 @@ def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float)
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
-def next_tokens(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None,
-                seen: torch.Tensor | None = None) -> torch.Tensor:
+def next_tokens(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One token per row of ``logits [B, V]``: the arg-max at temperature 0, else a draw from the
     penalised, tempered, top-k and top-p filtered distribution (on the generator's device)."""
     if params.repetition_penalty != 1.0 and seen is not None:
@@ -193,12 +212,15 @@ class _StopStrings:
 class _Batch:
     """The live rows of a decode: their original indices, mask, next positions, cache, seen tokens."""
 
-    def __init__(self, forward: ForwardFn, prompts: Sequence[Sequence[int]], pad_id: int, device, params: SamplingParams):
+    def __init__(
+        self, forward: ForwardFn, prompts: Sequence[Sequence[int]], pad_id: int, device, params: SamplingParams
+    ):
         width = max(len(p) for p in prompts)
         # the last token is never fed back: the cache holds at most width + new_tokens - 1 positions;
         # lockstep ranks must run the same forwards: one prefill, not a number of length groups
-        self.logits, self.cache, ids, mask = prefill(forward, prompts, pad_id, device, width + params.max_new_tokens - 1,
-                                                     grouped=not params.lockstep)
+        self.logits, self.cache, ids, mask = prefill(
+            forward, prompts, pad_id, device, width + params.max_new_tokens - 1, grouped=not params.lockstep
+        )
         self.mask = mask if any(len(p) < width for p in prompts) else None  # no padding: SDPA's causal path
         self.next_pos = mask.sum(-1)
         self.rows = list(range(len(prompts)))
@@ -228,9 +250,17 @@ class _Batch:
 
 # ------------------------------------------------------------------------------------------ sample
 @torch.no_grad()
-def sample(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None, *, pad_id: int = 0,
-           generator: torch.Generator | None = None, timings: DecodeTimings | None = None,
-           device: str | torch.device | None = None) -> list[Completion]:
+def sample(
+    model,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams,
+    tokenizer=None,
+    *,
+    pad_id: int = 0,
+    generator: torch.Generator | None = None,
+    timings: DecodeTimings | None = None,
+    device: str | torch.device | None = None,
+) -> list[Completion]:
     """Decode every prompt (a list of token ids; left-padded into one batch) and return one
     :class:`Completion` per prompt, in order.
 
@@ -255,7 +285,11 @@ def sample(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
     for step in range(params.max_new_tokens):
         toks = next_tokens(batch.logits, params, generator, batch.seen)
         picked = toks.tolist()
-        logps = batch.logits.log_softmax(-1).gather(1, toks[:, None]).squeeze(1).tolist() if params.return_logprobs else None
+        logps = (
+            batch.logits.log_softmax(-1).gather(1, toks[:, None]).squeeze(1).tolist()
+            if params.return_logprobs
+            else None
+        )
         if timings is not None:
             now = time.perf_counter()
             if step == 0:
@@ -276,8 +310,16 @@ def sample(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
     return _completions(out, lps, reasons, params, tokenizer, stops)
 
 
-def _record(rows: list[int], picked: list[int], logps: list[float] | None, out, lps, reasons,
-            params: SamplingParams, stops: _StopStrings) -> list[int]:
+def _record(
+    rows: list[int],
+    picked: list[int],
+    logps: list[float] | None,
+    out,
+    lps,
+    reasons,
+    params: SamplingParams,
+    stops: _StopStrings,
+) -> list[int]:
     """Append each live row's token; mark rows that stop. Returns the batch positions still live."""
     live = []
     for r, row in enumerate(rows):

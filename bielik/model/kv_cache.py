@@ -25,7 +25,8 @@ Decisions:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -51,7 +52,9 @@ class HFForward:
     def __init__(self, model: torch.nn.Module):
         inner = getattr(model, "module", model)  # DDP keeps the HF model in .module
         if not hasattr(inner, "config"):
-            raise BielikError(f"{type(inner).__name__} is not an HF model (no .config): pass a forward function instead")
+            raise BielikError(
+                f"{type(inner).__name__} is not an HF model (no .config): pass a forward function instead"
+            )
         params = inspect.signature(inner.forward).parameters
         self.model, self.config = model, inner.config
         self.device = next(inner.parameters()).device
@@ -68,8 +71,14 @@ class HFForward:
     def __call__(self, input_ids, attention_mask, position_ids, cache):
         if cache is None:
             cache = DynamicCache(config=self.config)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                         **{self._cache_kw: cache}, **self._extra)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            **{self._cache_kw: cache},
+            **self._extra,
+        )
         return out.logits[:, -1].float(), cache
 
 
@@ -144,8 +153,8 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[to
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     return ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)
 
@@ -163,7 +172,9 @@ def _length_groups(lengths: list[int], budget: int = PREFILL_TOKENS, slack: floa
     return groups
 
 
-def prefill(forward: ForwardFn, prompts: Sequence[Sequence[int]], pad_id: int, device, capacity: int, grouped: bool = True):
+def prefill(
+    forward: ForwardFn, prompts: Sequence[Sequence[int]], pad_id: int, device, capacity: int, grouped: bool = True
+):
     """Logits ``[B, V]`` at every prompt's last token, the cache, and the batch's ids and mask.
 
     With a preallocated cache, rows are prefilled in length groups (each padded to its own longest
@@ -175,7 +186,12 @@ def prefill(forward: ForwardFn, prompts: Sequence[Sequence[int]], pad_id: int, d
     cache = forward.new_cache(capacity) if hasattr(forward, "new_cache") else None
     groups = _length_groups([len(p) for p in prompts])
     padded = any(len(p) < ids.shape[1] for p in prompts)
-    if not grouped or len(groups) == 1 or cache is None or not all(isinstance(layer, PreallocatedLayer) for layer in cache.layers):
+    if (
+        not grouped
+        or len(groups) == 1
+        or cache is None
+        or not all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
+    ):
         logits, cache = forward(ids, mask if padded else None, pos, cache)
         return logits, cache, ids, mask
     logits, parts = None, []
@@ -199,6 +215,6 @@ def _right_align(cache, parts: list, rows: int, width: int) -> None:
         values = v0.new_zeros((rows, v0.shape[1], width, v0.shape[-1]))
         for idx, c in parts:
             src = c.layers[li]
-            keys[idx, :, width - src.keys.shape[-2]:] = src.keys
-            values[idx, :, width - src.values.shape[-2]:] = src.values
+            keys[idx, :, width - src.keys.shape[-2] :] = src.keys
+            values[idx, :, width - src.values.shape[-2] :] = src.values
         layer.update(keys, values)

@@ -31,8 +31,17 @@ from bielik.progress import progress
 log = get_logger(__name__)
 
 # config fields that must agree for parameters to mean the same thing
-_SHAPE_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")
+_SHAPE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+)
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -53,7 +62,7 @@ class MergeConfig(StageConfig):
         return v
 
     @model_validator(mode="after")
-    def _weights(self) -> "MergeConfig":
+    def _weights(self) -> MergeConfig:
         if self.weights is not None:
             if len(self.weights) != len(self.models):
                 raise ValueError(f"{len(self.weights)} weights for {len(self.models)} models")
@@ -81,28 +90,40 @@ def check_compatible(paths: list[Path], readers: list) -> None:
         missing = [k for k in names if k not in r]
         extra = [k for k in r.keys() if k not in readers[0]]
         if missing or extra:
-            what = f"tensor {missing[0]} is missing from {p}" if missing else f"tensor {extra[0]} of {p} is not in {paths[0]}"
+            what = (
+                f"tensor {missing[0]} is missing from {p}"
+                if missing
+                else f"tensor {extra[0]} of {p} is not in {paths[0]}"
+            )
             raise BielikError(f"cannot merge: {what}")
         for k in names:
             a, b = readers[0].shape(k), r.shape(k)
             if a != b:
-                vocab = " (the vocabularies differ in size)" if ("embed" in k or "lm_head" in k) and a[0] != b[0] else ""
-                raise BielikError(f"cannot merge: tensor {k} has shape {list(a)} in {paths[0]} but {list(b)} in {p}{vocab}")
+                vocab = (
+                    " (the vocabularies differ in size)" if ("embed" in k or "lm_head" in k) and a[0] != b[0] else ""
+                )
+                raise BielikError(
+                    f"cannot merge: tensor {k} has shape {list(a)} in {paths[0]} but {list(b)} in {p}{vocab}"
+                )
     base_vocab = _vocab_fingerprint(paths[0])
     for p in paths[1:]:
         v = _vocab_fingerprint(p)
         if base_vocab is not None and v is not None and v != base_vocab:
             diff = sorted(set(base_vocab.items()) ^ set(v.items()), key=lambda kv: kv[1])[:3]
-            raise BielikError(f"cannot merge: the vocabularies of {paths[0]} and {p} differ "
-                              f"({len(set(base_vocab.items()) ^ set(v.items()))} (token, id) pairs not in both, e.g. {diff}), "
-                              "so rows of model.embed_tokens.weight / lm_head.weight would average different tokens")
+            raise BielikError(
+                f"cannot merge: the vocabularies of {paths[0]} and {p} differ "
+                f"({len(set(base_vocab.items()) ^ set(v.items()))} (token, id) pairs not in both, e.g. {diff}), "
+                "so rows of model.embed_tokens.weight / lm_head.weight would average different tokens"
+            )
     base_cfg = readers[0].config()
     for p, r in zip(paths[1:], readers[1:]):
         c = r.config()
         for field in _SHAPE_FIELDS:
             if base_cfg.get(field) != c.get(field):
-                raise BielikError(f"cannot merge: config field '{field}' is {base_cfg.get(field)!r} in {paths[0]} "
-                                  f"but {c.get(field)!r} in {p}")
+                raise BielikError(
+                    f"cannot merge: config field '{field}' is {base_cfg.get(field)!r} in {paths[0]} "
+                    f"but {c.get(field)!r} in {p}"
+                )
 
 
 def merge(cfg: MergeConfig) -> dict[str, Any]:
@@ -129,7 +150,9 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
                 if not first.is_floating_point():  # integer buffers (rare): must agree, copied as is
                     for p, r in zip(paths[1:], readers[1:]):
                         if not torch.equal(first, r.get(name)):
-                            raise BielikError(f"cannot merge: non-float tensor {name} differs between {paths[0]} and {p}")
+                            raise BielikError(
+                                f"cannot merge: non-float tensor {name} differs between {paths[0]} and {p}"
+                            )
                     writer.add(name, first)
                 else:
                     acc = first.to(torch.float32) * coeffs[0]
@@ -145,8 +168,15 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
             conf.pop("torch_dtype", None)
             write_json(tmp / "config.json", conf)
         copy_side_files(paths[0], tmp)
-        summary = {"models": [str(p) for p in paths], "coefficients": coeffs, "tensors": len(names), "files": files,
-                   "bytes": writer.total_bytes}
-        write_stage_record(tmp, "model.merge", cfg, inputs={f"model{i}": p for i, p in enumerate(paths)}, metrics=summary)
+        summary = {
+            "models": [str(p) for p in paths],
+            "coefficients": coeffs,
+            "tensors": len(names),
+            "files": files,
+            "bytes": writer.total_bytes,
+        }
+        write_stage_record(
+            tmp, "model.merge", cfg, inputs={f"model{i}": p for i, p in enumerate(paths)}, metrics=summary
+        )
     log.info("merged %d models (coefficients %s) into %s", len(paths), [round(c, 4) for c in coeffs], cfg.output)
     return summary

@@ -63,12 +63,20 @@ class FastTextConfig(StageConfig):
 
 class SwapTokenizerConfig(StageConfig):
     model: str = Field("runs/pretrain/final", description="HF model directory (source)")
-    source_tokenizer: str | None = Field(None, description="the model's tokenizer if not in the model directory (any format bielik reads)")
-    tokenizer: str = Field("runs/tokenizer", description="new (target) tokenizer: HF directory or any format bielik reads")
+    source_tokenizer: str | None = Field(
+        None, description="the model's tokenizer if not in the model directory (any format bielik reads)"
+    )
+    tokenizer: str = Field(
+        "runs/tokenizer", description="new (target) tokenizer: HF directory or any format bielik reads"
+    )
     output: str = "runs/swapped"
     init: Literal["focus", "mean", "random"] = "focus"
-    corpus: list[str] = Field(default_factory=lambda: ["shipped"], description="target-language JSONL for the auxiliary fastText model")
-    langs: list[str] | None = Field(default_factory=lambda: ["pl"], description="keep only documents with these 'lang' values")
+    corpus: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="target-language JSONL for the auxiliary fastText model"
+    )
+    langs: list[str] | None = Field(
+        default_factory=lambda: ["pl"], description="keep only documents with these 'lang' values"
+    )
     max_chars: int | None = Field(20_000_000, ge=1)
     fasttext: FastTextConfig = Field(default_factory=FastTextConfig)
     eval_inputs: list[str] = Field(default_factory=list, description="held-out JSONL: report the initial loss on it")
@@ -169,21 +177,31 @@ def sparsemax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 def _ft_word(token: str) -> str:
     """A whitespace-free spelling of a token for fastText's whitespace-split input."""
-    return "".join(c if not (c.isspace() or unicodedata.category(c).startswith("C")) else f"\\u{ord(c):04x}" for c in token) or "\\empty"
+    return (
+        "".join(
+            c if not (c.isspace() or unicodedata.category(c).startswith("C")) else f"\\u{ord(c):04x}" for c in token
+        )
+        or "\\empty"
+    )
 
 
-def train_auxiliary(target_tok, cfg: SwapTokenizerConfig, workdir: Path) -> dict[int, "Any"]:
+def train_auxiliary(target_tok, cfg: SwapTokenizerConfig, workdir: Path) -> dict[int, Any]:
     """fastText CBOW vectors for target token ids, trained on the target-tokenised corpus."""
     try:
         import fasttext
     except ModuleNotFoundError:
-        raise BielikError("FOCUS needs fastText: pip install 'bielik-toolkit[tokenizer]' (fasttext-community)") from None
+        raise BielikError(
+            "FOCUS needs fastText: pip install 'bielik-toolkit[tokenizer]' (fasttext-community)"
+        ) from None
     from bielik.data.corpus import read_corpus
 
     id_to_word = {i: _ft_word(t) for t, i in target_tok.get_vocab().items()}
     corpus_file = workdir / "tokenized.txt"
     n_chars = n_tokens = 0
-    with open(corpus_file, "w", encoding="utf-8") as fh, progress("tokenize corpus for fastText", total=cfg.max_chars, unit="chars") as bar:
+    with (
+        open(corpus_file, "w", encoding="utf-8") as fh,
+        progress("tokenize corpus for fastText", total=cfg.max_chars, unit="chars") as bar,
+    ):
         batch: list[str] = []
 
         def flush() -> None:
@@ -209,11 +227,28 @@ def train_auxiliary(target_tok, cfg: SwapTokenizerConfig, workdir: Path) -> dict
         if batch:
             flush()
     if n_tokens == 0:
-        raise DataError(f"no documents in {cfg.corpus} with lang in {cfg.langs}: nothing to train the auxiliary embeddings on")
+        raise DataError(
+            f"no documents in {cfg.corpus} with lang in {cfg.langs}: nothing to train the auxiliary embeddings on"
+        )
     ft = cfg.fasttext
-    log.info("fastText CBOW (dim %d, %d epochs) on %d target tokens (%.1fM characters)", ft.dim, ft.epochs, n_tokens, n_chars / 1e6)
-    model = fasttext.train_unsupervised(str(corpus_file), model="cbow", dim=ft.dim, epoch=ft.epochs, minCount=ft.min_count,
-                                        ws=ft.window, neg=10, thread=ft.threads, verbose=0)
+    log.info(
+        "fastText CBOW (dim %d, %d epochs) on %d target tokens (%.1fM characters)",
+        ft.dim,
+        ft.epochs,
+        n_tokens,
+        n_chars / 1e6,
+    )
+    model = fasttext.train_unsupervised(
+        str(corpus_file),
+        model="cbow",
+        dim=ft.dim,
+        epoch=ft.epochs,
+        minCount=ft.min_count,
+        ws=ft.window,
+        neg=10,
+        thread=ft.threads,
+        verbose=0,
+    )
     known = set(model.words)
     return {i: torch.from_numpy(model.get_word_vector(w).copy()) for i, w in id_to_word.items() if w in known}
 
@@ -235,8 +270,15 @@ def focus_weights(aux: dict[int, torch.Tensor], shared: dict[int, int], new: lis
             yield tid, src_ids[nz], w[row, nz]
 
 
-def init_embeddings(src: torch.Tensor, n_target: int, shared: dict[int, int], new: list[int], init: str,
-                    weights: list[tuple[int, torch.Tensor, torch.Tensor]] | None, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+def init_embeddings(
+    src: torch.Tensor,
+    n_target: int,
+    shared: dict[int, int],
+    new: list[int],
+    init: str,
+    weights: list[tuple[int, torch.Tensor, torch.Tensor]] | None,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, int]:
     """The target embedding matrix (returns it and the number of rows drawn at random)."""
     src = src.detach().float()
     mu, sigma = src.mean(0), src.std(0)
@@ -263,7 +305,9 @@ def init_embeddings(src: torch.Tensor, n_target: int, shared: dict[int, int], ne
 
 
 @torch.no_grad()
-def heldout_loss(model, tokenizer, inputs: list[str], langs: list[str] | None, max_tokens: int, seq_len: int) -> dict[str, float]:
+def heldout_loss(
+    model, tokenizer, inputs: list[str], langs: list[str] | None, max_tokens: int, seq_len: int
+) -> dict[str, float]:
     """Mean next-token cross-entropy (nats/token) and bits per character on held-out documents.
 
     Bits per character make models with different tokenizers comparable (loss per token is not). The
@@ -312,9 +356,18 @@ def swap_tokenizer(cfg: SwapTokenizerConfig) -> dict[str, Any]:
     model = load_hf_model(cfg.model)
     emb = model.get_input_embeddings().weight
     if emb.shape[0] < len(source_tok):
-        raise BielikError(f"model {cfg.model} has {emb.shape[0]} embedding rows but its tokenizer has {len(source_tok)} tokens: wrong source_tokenizer?")
+        raise BielikError(
+            f"model {cfg.model} has {emb.shape[0]} embedding rows but its tokenizer has {len(source_tok)} tokens: "
+            "wrong source_tokenizer?"
+        )
     shared, new = match_tokens(source_tok, target_tok)
-    log.info("vocabulary: %d target tokens, %d shared with the source (copied), %d new (%s init)", len(target_tok), len(shared), len(new), cfg.init)
+    log.info(
+        "vocabulary: %d target tokens, %d shared with the source (copied), %d new (%s init)",
+        len(target_tok),
+        len(shared),
+        len(new),
+        cfg.init,
+    )
     weights = None
     n_aux = 0
     nnz: list[int] = []
@@ -342,16 +395,32 @@ def swap_tokenizer(cfg: SwapTokenizerConfig) -> dict[str, Any]:
         if getattr(model, "generation_config", None) is not None:
             setattr(model.generation_config, f"{role}_token_id", getattr(target_tok, f"{role}_token_id"))
     summary: dict[str, Any] = {
-        "init": cfg.init, "source_vocab": len(source_tok), "target_vocab": len(target_tok), "shared": len(shared),
-        "new": len(new), "new_focus": len(weights or []), "new_random": n_random, "aux_vectors": n_aux,
-        "sparsemax_support_mean": sum(nnz) / len(nnz) if nnz else None, "tied_embeddings": tied,
+        "init": cfg.init,
+        "source_vocab": len(source_tok),
+        "target_vocab": len(target_tok),
+        "shared": len(shared),
+        "new": len(new),
+        "new_focus": len(weights or []),
+        "new_random": n_random,
+        "aux_vectors": n_aux,
+        "sparsemax_support_mean": sum(nnz) / len(nnz) if nnz else None,
+        "tied_embeddings": tied,
     }
     if cfg.eval_inputs:
-        summary["eval"] = heldout_loss(model, target_tok, cfg.eval_inputs, cfg.langs, cfg.eval_max_tokens, cfg.eval_seq_len)
-        log.info("initial loss on %s: %.4f nats/token, %.4f bits/char", cfg.eval_inputs, summary["eval"]["loss"], summary["eval"]["bits_per_char"])
+        summary["eval"] = heldout_loss(
+            model, target_tok, cfg.eval_inputs, cfg.langs, cfg.eval_max_tokens, cfg.eval_seq_len
+        )
+        log.info(
+            "initial loss on %s: %.4f nats/token, %.4f bits/char",
+            cfg.eval_inputs,
+            summary["eval"]["loss"],
+            summary["eval"]["bits_per_char"],
+        )
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         model.save_pretrained(tmp)
         target_tok.save_pretrained(tmp)
-        write_stage_record(tmp, "model.swap_tokenizer", cfg, inputs={"model": cfg.model, "tokenizer": cfg.tokenizer}, metrics=summary)
+        write_stage_record(
+            tmp, "model.swap_tokenizer", cfg, inputs={"model": cfg.model, "tokenizer": cfg.tokenizer}, metrics=summary
+        )
     log.info("wrote %s with the new tokenizer to %s", cfg.model, cfg.output)
     return summary

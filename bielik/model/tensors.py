@@ -23,8 +23,17 @@ from bielik.errors import BielikError
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 # Files of an HF model directory that are not weights and travel with it unchanged.
-SIDE_FILES = ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-              "tokenizer.model", "chat_template.jinja", "added_tokens.json", "vocab.json", "merges.txt")
+SIDE_FILES = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 class CheckpointReader:
@@ -55,7 +64,7 @@ class CheckpointReader:
                 raise BielikError(f"{self.path / SAFE_INDEX} names shard {f}, which does not exist")
             self._handles[f] = safe_open(str(self.path / f), framework="pt")
         if weight_map is None:
-            weight_map = {k: SAFE_WEIGHTS for k in self._handles[SAFE_WEIGHTS].keys()}
+            weight_map = dict.fromkeys(self._handles[SAFE_WEIGHTS].keys(), SAFE_WEIGHTS)
         self.weight_map: dict[str, str] = weight_map
 
     def keys(self) -> list[str]:
@@ -121,8 +130,11 @@ class ShardWriter:
             final = f"model-{i:05d}-of-{n:05d}.safetensors"
             os.replace(self.out_dir / tmp_name, self.out_dir / final)
             files.append(final)
-            weight_map.update({k: final for k in names})
-        write_json(self.out_dir / SAFE_INDEX, {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(weight_map.items()))})
+            weight_map.update(dict.fromkeys(names, final))
+        write_json(
+            self.out_dir / SAFE_INDEX,
+            {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(weight_map.items()))},
+        )
         return files
 
 

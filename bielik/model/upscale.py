@@ -40,16 +40,22 @@ _LAYER = re.compile(r"^(.*?layers\.)(\d+)\.")
 
 
 class UpscaleConfig(StageConfig):
-    model: str = Field("runs/pretrain/final", description="HF model directory, or a preset name (with dry_run: counts only)")
+    model: str = Field(
+        "runs/pretrain/final", description="HF model directory, or a preset name (with dry_run: counts only)"
+    )
     output: str = "runs/upscaled"
-    m: int | None = Field(None, ge=0, description="DUS: drop the last m layers of copy 1 and the first m of copy 2 (s = 2(n-m))")
-    layer_map: list[int | str] | None = Field(None, description="explicit source layer per output layer; 'a:b' = layers a..b-1")
+    m: int | None = Field(
+        None, ge=0, description="DUS: drop the last m layers of copy 1 and the first m of copy 2 (s = 2(n-m))"
+    )
+    layer_map: list[int | str] | None = Field(
+        None, description="explicit source layer per output layer; 'a:b' = layers a..b-1"
+    )
     dry_run: bool = Field(False, description="only plan and count parameters (on the meta device); write nothing")
     max_shard_gb: float = Field(4.0, gt=0)
     overwrite: bool = False
 
     @model_validator(mode="after")
-    def _one_of(self) -> "UpscaleConfig":
+    def _one_of(self) -> UpscaleConfig:
         if (self.m is None) == (self.layer_map is None):
             raise ValueError("give exactly one of 'm' (depth up-scaling) or 'layer_map'")
         return self
@@ -125,9 +131,9 @@ def upscale(cfg: UpscaleConfig) -> dict[str, Any]:
     path = Path(cfg.model)
     reader = None
     if path.is_dir():
-        from bielik.model.tensors import CheckpointReader
-
         from transformers import AutoConfig
+
+        from bielik.model.tensors import CheckpointReader
 
         reader = CheckpointReader(path)
         # the config object, not the raw JSON: derived per-layer fields (Qwen2's layer_types from
@@ -135,7 +141,10 @@ def upscale(cfg: UpscaleConfig) -> dict[str, Any]:
         src = AutoConfig.from_pretrained(path).to_dict()
     elif cfg.model in PRESETS:
         if not cfg.dry_run:
-            raise ConfigError(f"'{cfg.model}' is a preset (a shape without weights): pass dry_run=true to count, or an HF model directory")
+            raise ConfigError(
+                f"'{cfg.model}' is a preset (a shape without weights): "
+                "pass dry_run=true to count, or an HF model directory"
+            )
         src = build_config(cfg.model).to_dict()
     else:
         raise BielikError(f"model {cfg.model} is neither an HF model directory nor a preset name")
@@ -146,11 +155,24 @@ def upscale(cfg: UpscaleConfig) -> dict[str, Any]:
     new_config = _hf_config(upscaled_config_dict(src, layer_map))
     params_in, params_out = _count(_hf_config(dict(src))), _count(new_config)
     summary = {
-        "source": cfg.model, "source_layers": n, "output_layers": len(layer_map), "m": cfg.m, "layer_map": layer_map,
-        "parameters_source": params_in, "parameters_output": params_out,
-        "parameters_source_human": human(params_in), "parameters_output_human": human(params_out),
+        "source": cfg.model,
+        "source_layers": n,
+        "output_layers": len(layer_map),
+        "m": cfg.m,
+        "layer_map": layer_map,
+        "parameters_source": params_in,
+        "parameters_output": params_out,
+        "parameters_source_human": human(params_in),
+        "parameters_output_human": human(params_out),
     }
-    log.info("upscale %s: %d -> %d layers, %s -> %s parameters", cfg.model, n, len(layer_map), human(params_in), human(params_out))
+    log.info(
+        "upscale %s: %d -> %d layers, %s -> %s parameters",
+        cfg.model,
+        n,
+        len(layer_map),
+        human(params_in),
+        human(params_out),
+    )
     if cfg.dry_run:
         return summary
 
@@ -162,8 +184,11 @@ def upscale(cfg: UpscaleConfig) -> dict[str, Any]:
         if match:
             prefix = prefix or match.group(1)
             if match.group(1) != prefix:
-                raise BielikError(f"{cfg.model}: tensor {name} belongs to a second layer stack ({match.group(1)}); not a plain decoder")
-            layered.setdefault(int(match.group(2)), []).append((name, name[match.end():]))
+                raise BielikError(
+                    f"{cfg.model}: tensor {name} belongs to a second layer stack ({match.group(1)}); "
+                    "not a plain decoder"
+                )
+            layered.setdefault(int(match.group(2)), []).append((name, name[match.end() :]))
     if sorted(layered) != list(range(n)):
         raise BielikError(f"{cfg.model}: weights hold layers {sorted(layered)[:5]}... but config.json says {n} layers")
 
@@ -201,6 +226,9 @@ def layer_ranges(layer_map: list[int]) -> str:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    return (f"{s['source']}: {s['source_layers']} -> {s['output_layers']} layers (map {layer_ranges(s['layer_map'])}), "
-            f"parameters {s['parameters_source_human']} -> {s['parameters_output_human']} "
-            f"({s['parameters_source']:,} -> {s['parameters_output']:,})" + (f"; written to {s['output']}" if s.get("output") else ""))
+    return (
+        f"{s['source']}: {s['source_layers']} -> {s['output_layers']} layers (map {layer_ranges(s['layer_map'])}), "
+        f"parameters {s['parameters_source_human']} -> {s['parameters_output_human']} "
+        f"({s['parameters_source']:,} -> {s['parameters_output']:,})"
+        + (f"; written to {s['output']}" if s.get("output") else "")
+    )

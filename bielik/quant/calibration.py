@@ -24,15 +24,19 @@ HELDOUT_PERCENT = 10
 
 def is_heldout(doc: Document) -> bool:
     """True for the documents reserved for evaluation (never used for calibration)."""
-    key = f"{doc.source or ''}\x00{doc.id}".encode("utf-8")
+    key = f"{doc.source or ''}\x00{doc.id}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % 100 < HELDOUT_PERCENT
 
 
 class TextConfig(StageConfig):
     """Which text to use: corpus inputs, language mix by character share, and size."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus")
-    mix: dict[str, float] = Field(default_factory=lambda: {"pl": 0.5, "en": 0.5}, description="language -> share of characters")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus"
+    )
+    mix: dict[str, float] = Field(
+        default_factory=lambda: {"pl": 0.5, "en": 0.5}, description="language -> share of characters"
+    )
     chars: int = Field(200_000, ge=1_000, description="total characters to take")
     seed: int = 0
     file: str | None = Field(None, description="use this plain-text file instead of the corpus")
@@ -78,9 +82,10 @@ def select_text(cfg: TextConfig, heldout: bool) -> tuple[str, dict[str, int]]:
             n += len(piece)
         side = "held-out" if heldout else "calibration"
         if n < need:
-            raise DataError(f"{cfg.inputs}: only {n:,} characters of '{lang}' {side} text, {need:,} requested "
-                            f"(lower chars or change mix)")
+            raise DataError(
+                f"{cfg.inputs}: only {n:,} characters of '{lang}' {side} text, {need:,} requested "
+                f"(lower chars or change mix)"
+            )
         got[lang] = n
     rng.shuffle(parts)  # interleave languages so every chunk of the text sees both
     return "\n\n".join(p for _, p in parts), got
-

@@ -52,7 +52,9 @@ def token_stats(ref_logp: np.ndarray, q_logp: np.ndarray, targets: np.ndarray) -
     nll_ref = -ref_logp[rows, targets]
     nll_q = -q_logp[rows, targets]
     return {
-        "nll_ref": nll_ref, "nll_q": nll_q, "kld": kld,
+        "nll_ref": nll_ref,
+        "nll_q": nll_q,
+        "kld": kld,
         "dp": np.exp(-nll_q) - np.exp(-nll_ref),
         "same_top": (ref_logp.argmax(axis=1) == q_logp.argmax(axis=1)),
     }
@@ -67,11 +69,19 @@ def summarise(stats: dict[str, np.ndarray]) -> dict[str, float]:
     ppl_ref, ppl = math.exp(nll_ref.mean()), math.exp(nll_q.mean())
     return {
         "tokens": n,
-        "ppl": ppl, "ppl_ref": ppl_ref, "delta_ppl": ppl - ppl_ref, "ln_ppl_ratio": float(nll_q.mean() - nll_ref.mean()),
-        "kld_mean": float(kld.mean()), "kld_stderr": float(kld.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        "kld_median": float(np.median(kld)), "kld_p90": float(np.quantile(kld, 0.90)),
-        "kld_p95": float(np.quantile(kld, 0.95)), "kld_p99": float(np.quantile(kld, 0.99)), "kld_max": float(kld.max()),
-        "dp_mean_pct": float(100 * dp.mean()), "dp_rms_pct": float(100 * math.sqrt((dp**2).mean())),
+        "ppl": ppl,
+        "ppl_ref": ppl_ref,
+        "delta_ppl": ppl - ppl_ref,
+        "ln_ppl_ratio": float(nll_q.mean() - nll_ref.mean()),
+        "kld_mean": float(kld.mean()),
+        "kld_stderr": float(kld.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+        "kld_median": float(np.median(kld)),
+        "kld_p90": float(np.quantile(kld, 0.90)),
+        "kld_p95": float(np.quantile(kld, 0.95)),
+        "kld_p99": float(np.quantile(kld, 0.99)),
+        "kld_max": float(kld.max()),
+        "dp_mean_pct": float(100 * dp.mean()),
+        "dp_rms_pct": float(100 * math.sqrt((dp**2).mean())),
         "same_top_pct": float(100 * stats["same_top"].mean()),
     }
 
@@ -104,13 +114,13 @@ class LogprobFile:
 
     def targets(self, chunk: int) -> np.ndarray:
         """True next tokens of the scored positions of one chunk."""
-        return self.tokens[chunk, self.first + 1:].astype(np.int64)
+        return self.tokens[chunk, self.first + 1 :].astype(np.int64)
 
     def logprobs(self, chunk: int) -> np.ndarray:
         """``[n_scored, n_vocab]`` float32 log-probabilities of one chunk."""
         rec = self.records[chunk]
         head = np.ascontiguousarray(rec[:, :4]).view(np.float32)  # [n_scored, 2]: scale, min_log_prob
-        return rec[:, 4: 4 + self.n_vocab].astype(np.float32) * head[:, :1] + head[:, 1:2]
+        return rec[:, 4 : 4 + self.n_vocab].astype(np.float32) * head[:, :1] + head[:, 1:2]
 
 
 def read_logprob_file(path: str | Path) -> LogprobFile:
@@ -137,8 +147,12 @@ def read_logprob_file(path: str | Path) -> LogprobFile:
 
 def compare_files(ref: LogprobFile, other: LogprobFile) -> dict[str, float]:
     """:func:`summarise` of two log-probability files of the same text."""
-    if (ref.n_ctx, ref.n_vocab, ref.n_chunk) != (other.n_ctx, other.n_vocab, other.n_chunk) or not np.array_equal(ref.tokens, other.tokens):
-        raise BielikError(f"{ref.path} and {other.path} were not computed on the same tokens (different tokenizer, text or ctx)")
+    if (ref.n_ctx, ref.n_vocab, ref.n_chunk) != (other.n_ctx, other.n_vocab, other.n_chunk) or not np.array_equal(
+        ref.tokens, other.tokens
+    ):
+        raise BielikError(
+            f"{ref.path} and {other.path} were not computed on the same tokens (different tokenizer, text or ctx)"
+        )
     parts = [token_stats(ref.logprobs(c), other.logprobs(c), ref.targets(c)) for c in range(ref.n_chunk)]
     return summarise({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
@@ -149,10 +163,14 @@ def compare_files(ref: LogprobFile, other: LogprobFile) -> dict[str, float]:
 
 class CompareConfig(StageConfig):
     reference: str = Field(..., description="reference GGUF (f32/f16/bf16): a file or an export stage directory")
-    models: list[str] = Field(..., min_length=1, description="GGUF files or directories of them (e.g. a quantize stage)")
+    models: list[str] = Field(
+        ..., min_length=1, description="GGUF files or directories of them (e.g. a quantize stage)"
+    )
     output: str = "runs/compare"
-    text: TextConfig = Field(default_factory=lambda: TextConfig(mix={"pl": 1.0}, chars=60_000),
-                             description="held-out text (the documents imatrix never sees)")
+    text: TextConfig = Field(
+        default_factory=lambda: TextConfig(mix={"pl": 1.0}, chars=60_000),
+        description="held-out text (the documents imatrix never sees)",
+    )
     ctx: int = Field(256, ge=16, description="tokens per window; the second half of each window is scored")
     chunks: int | None = Field(None, ge=1, description="at most this many windows")
     threads: int = Field(0, ge=0, description="0: OMP_NUM_THREADS or all cores")
@@ -162,14 +180,28 @@ class CompareConfig(StageConfig):
 def _logprobs(model: Path, text_file: Path, out: Path, cfg: CompareConfig, log_file: Path) -> LogprobFile:
     from bielik.quant.toolchain import default_threads, run_tool
 
-    args = ["-m", str(model), "-f", str(text_file), "--kl-divergence-base", str(out), "-c", str(cfg.ctx), "-b", str(cfg.ctx),
-            "-t", str(cfg.threads or default_threads())]
+    args = [
+        "-m",
+        str(model),
+        "-f",
+        str(text_file),
+        "--kl-divergence-base",
+        str(out),
+        "-c",
+        str(cfg.ctx),
+        "-b",
+        str(cfg.ctx),
+        "-t",
+        str(cfg.threads or default_threads()),
+    ]
     if cfg.chunks:
         args += ["--chunks", str(cfg.chunks)]
     output = run_tool("llama-perplexity", args, f"scoring {model} on the held-out text", log_file=log_file)
     if "you need at least" in output or not out.is_file():
-        raise BielikError(f"the held-out text is too short for ctx={cfg.ctx}: llama-perplexity needs at least {2 * cfg.ctx} tokens "
-                          f"(raise text.chars or lower ctx)")
+        raise BielikError(
+            f"the held-out text is too short for ctx={cfg.ctx}: llama-perplexity needs at least {2 * cfg.ctx} tokens "
+            f"(raise text.chars or lower ctx)"
+        )
     return read_logprob_file(out)
 
 
@@ -181,8 +213,13 @@ def _model_files(paths: list[str]) -> list[Path]:
 
 
 def _describe(info) -> dict:
-    return {"type": info.type_name, "imatrix": "quantize.imatrix.file" in info.metadata, "gib": info.gib, "file_bytes": info.file_bytes,
-            "bits_per_weight": info.bits_per_weight}
+    return {
+        "type": info.type_name,
+        "imatrix": "quantize.imatrix.file" in info.metadata,
+        "gib": info.gib,
+        "file_bytes": info.file_bytes,
+        "bits_per_weight": info.bits_per_weight,
+    }
 
 
 def compare(cfg: CompareConfig) -> dict:
@@ -195,7 +232,10 @@ def compare(cfg: CompareConfig) -> dict:
     infos = [read_gguf(m) for m in models]  # fail on a damaged file before hours of scoring
     text, per_lang = select_text(cfg.text, heldout=True)
     rows = []
-    with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp, progress("compare", len(models) + 1, "models", every=1) as bar:
+    with (
+        staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp,
+        progress("compare", len(models) + 1, "models", every=1) as bar,
+    ):
         text_file = tmp / "heldout.txt"
         atomic_write_text(text_file, text)
         ref_lp = _logprobs(reference, text_file, tmp / ".reference.logprobs", cfg, tmp / "perplexity.log")
@@ -212,29 +252,30 @@ def compare(cfg: CompareConfig) -> dict:
         del ref_lp
         (tmp / ".reference.logprobs").unlink()
         rows.sort(key=lambda r: (-r["bits_per_weight"], r["imatrix"]))
-        result = {"reference": {**base, "ppl": rows[0]["ppl_ref"]}, "text": {"characters": per_lang, "ctx": cfg.ctx},
-                  "rows": rows}
+        result = {
+            "reference": {**base, "ppl": rows[0]["ppl_ref"]},
+            "text": {"characters": per_lang, "ctx": cfg.ctx},
+            "rows": rows,
+        }
         write_json(tmp / "compare.json", result)
         atomic_write_text(tmp / "compare.md", markdown_table(result))
         plot_kld(rows, tmp / "kld_vs_bpw.png")
-        write_stage_record(tmp, "quant.compare", cfg, inputs={"reference": reference, **{f"model{i}": m for i, m in enumerate(models)}},
-                           metrics=result)
+        write_stage_record(
+            tmp,
+            "quant.compare",
+            cfg,
+            inputs={"reference": reference, **{f"model{i}": m for i, m in enumerate(models)}},
+            metrics=result,
+        )
     return result
 
 
 def markdown_table(result: dict) -> str:
-    ref = result["reference"]
-    head = ["model", "type", "imatrix", "size [GiB]", "bits/weight", "PPL", "ΔPPL", "mean KLD", "KLD p99", "mean Δp [%]",
-            "RMS Δp [%]", "same top [%]"]
-    lines = [f"Reference: {ref['model']} ({ref['type']}, {ref['bits_per_weight']:.2f} bits/weight), PPL {ref['ppl']:.4f} "
-             f"on {sum(result['text']['characters'].values()):,} held-out characters, ctx {result['text']['ctx']}.", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
-    for r in result["rows"]:
-        cells = [r["model"], r["type"], "yes" if r["imatrix"] else "no", f"{r['gib']:.4f}", f"{r['bits_per_weight']:.2f}",
-                 f"{r['ppl']:.4f}", f"{r['delta_ppl']:+.4f}", f"{r['kld_mean']:.5f} ± {r['kld_stderr']:.5f}", f"{r['kld_p99']:.4f}",
-                 f"{r['dp_mean_pct']:+.3f}", f"{r['dp_rms_pct']:.3f}", f"{r['same_top_pct']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """``compare.md``: the report's table of this stage (:func:`bielik.report.tables.compare`), as Markdown."""
+    from bielik.report.render import table_markdown
+    from bielik.report.tables import compare as compare_tables
+
+    return "".join(table_markdown(t) for t in compare_tables(result))
 
 
 def plot_kld(rows: list[dict], path: Path) -> None:
@@ -261,4 +302,3 @@ def plot_kld(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-

@@ -27,10 +27,14 @@ SUPPORTED_ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCa
 
 # Split regexes of the standard byte-level pre-tokenizers, as llama.cpp names them (src/llama-vocab.cpp).
 _GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-_LLAMA3 = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-           "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
-_QWEN2 = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-          "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+_LLAMA3 = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_QWEN2 = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
 SPLIT_PATTERNS = {_GPT2: "gpt-2", _LLAMA3: "llama-bpe", _QWEN2: "qwen2"}
 
 
@@ -90,12 +94,16 @@ def _check_model(model: Path) -> dict:
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     archs = set(cfg.get("architectures") or [])
     if not archs & SUPPORTED_ARCHITECTURES:
-        raise BielikError(f"{cfg_path}: architectures {sorted(archs)} not supported for GGUF export "
-                          f"(supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))})")
+        raise BielikError(
+            f"{cfg_path}: architectures {sorted(archs)} not supported for GGUF export "
+            f"(supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))})"
+        )
     if not any(model.glob("*.safetensors")):
         raise BielikError(f"model {model} has no *.safetensors weights (bielik never loads pickled .bin checkpoints)")
     if not (model / "tokenizer.json").is_file() and not (model / "tokenizer.model").is_file():
-        raise BielikError(f"model {model} has no tokenizer (tokenizer.json or tokenizer.model): GGUF files carry the tokenizer")
+        raise BielikError(
+            f"model {model} has no tokenizer (tokenizer.json or tokenizer.model): GGUF files carry the tokenizer"
+        )
     return cfg
 
 
@@ -106,18 +114,32 @@ def convert(model: str | Path, outfile: Path, outtype: str, log_file: Path | Non
     model = Path(model)
     pre = detect_pretokenizer(model) or "-"
     src = llama_cpp_source()
-    cmd = [sys.executable, "-m", "bielik.quant.convert_entry", str(src), pre,
-           str(model), "--outfile", str(outfile), "--outtype", outtype]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bielik.quant.convert_entry",
+        str(src),
+        pre,
+        str(model),
+        "--outfile",
+        str(outfile),
+        "--outtype",
+        outtype,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if log_file is not None:
         log_file.write_text("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr, encoding="utf-8")
     if proc.returncode != 0 and "pre-tokenizer was not recognized" in proc.stderr:
-        raise BielikError(f"converting {model} to GGUF failed: its tokenizer's pre-tokenizer is not one llama.cpp implements "
-                          f"(bielik recognises GPT-2 byte-level and the Llama-3 and Qwen2 split regexes), so llama.cpp could "
-                          f"not split text the way the HF tokenizer does")
+        raise BielikError(
+            f"converting {model} to GGUF failed: its tokenizer's pre-tokenizer is not one llama.cpp implements "
+            f"(bielik recognises GPT-2 byte-level and the Llama-3 and Qwen2 split regexes), so llama.cpp could "
+            f"not split text the way the HF tokenizer does"
+        )
     if proc.returncode != 0 or not outfile.is_file():
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        reason = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "no output")
+        reason = next(
+            (ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "no output"
+        )
         raise BielikError(f"converting {model} to GGUF failed: {reason}")
 
 
@@ -133,10 +155,16 @@ def export(cfg: ExportConfig) -> Path:
         convert(model, tmp / name, cfg.outtype, log_file=tmp / "convert.log")
         info = read_gguf(tmp / name)
         metrics = {
-            "gguf": name, "outtype": cfg.outtype, "architecture": info.architecture,
-            "hf_architecture": (hf_cfg.get("architectures") or ["?"])[0], "parameters": info.n_params,
-            "file_bytes": info.file_bytes, "bits_per_weight": round(info.bits_per_weight, 3), "tensor_types": info.tensor_types,
-            "tokenizer_pre": info.metadata.get("tokenizer.ggml.pre"), "chat_template": "tokenizer.chat_template" in info.metadata,
+            "gguf": name,
+            "outtype": cfg.outtype,
+            "architecture": info.architecture,
+            "hf_architecture": (hf_cfg.get("architectures") or ["?"])[0],
+            "parameters": info.n_params,
+            "file_bytes": info.file_bytes,
+            "bits_per_weight": round(info.bits_per_weight, 3),
+            "tensor_types": info.tensor_types,
+            "tokenizer_pre": info.metadata.get("tokenizer.ggml.pre"),
+            "chat_template": "tokenizer.chat_template" in info.metadata,
         }
         write_stage_record(tmp, "quant.export", cfg, inputs={"model": model}, metrics=metrics)
     log.info("wrote %s (%.1f MiB, %s)", Path(cfg.output) / name, info.file_bytes / 2**20, info.architecture)

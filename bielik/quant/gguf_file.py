@@ -82,13 +82,19 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     for t in reader.tensors:
         end = int(t.data_offset) + int(t.n_bytes)
         if end > size:
-            raise BielikError(f"{path} is truncated: tensor {t.name} ends at byte {end:,} but the file has {size:,} bytes")
+            raise BielikError(
+                f"{path} is truncated: tensor {t.name} ends at byte {end:,} but the file has {size:,} bytes"
+            )
         n_params += int(t.n_elements)
         n_bytes += int(t.n_bytes)
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     meta = {}
     for name, f in reader.fields.items():
-        if name.startswith("GGUF.") or name.startswith("tokenizer.ggml.tokens") or name.startswith("tokenizer.ggml.merges"):
+        if (
+            name.startswith("GGUF.")
+            or name.startswith("tokenizer.ggml.tokens")
+            or name.startswith("tokenizer.ggml.merges")
+        ):
             continue
         try:
             meta[name] = _field_value(f)
@@ -97,7 +103,15 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         raise BielikError(f"{path} has no general.architecture key: not a llama.cpp model file")
-    return GGUFInfo(path=path, architecture=arch, file_bytes=size, n_params=n_params, tensor_bytes=n_bytes, tensor_types=types, metadata=meta)
+    return GGUFInfo(
+        path=path,
+        architecture=arch,
+        file_bytes=size,
+        n_params=n_params,
+        tensor_bytes=n_bytes,
+        tensor_types=types,
+        metadata=meta,
+    )
 
 
 def resolve_gguf(path: str | Path, what: str = "model") -> Path:
@@ -111,6 +125,8 @@ def resolve_gguf(path: str | Path, what: str = "model") -> Path:
             return found[0]
         if not found:
             raise BielikError(f"{what}: directory {path} holds no .gguf file")
-        raise BielikError(f"{what}: directory {path} holds {len(found)} .gguf files; name one of them: "
-                          + ", ".join(f.name for f in found))
+        raise BielikError(
+            f"{what}: directory {path} holds {len(found)} .gguf files; name one of them: "
+            + ", ".join(f.name for f in found)
+        )
     raise BielikError(f"{what}: {path} does not exist")

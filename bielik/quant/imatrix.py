@@ -40,7 +40,9 @@ log = get_logger(__name__)
 
 
 class ImatrixConfig(StageConfig):
-    model: str = Field(..., description="llama.cpp: reference GGUF (file or export stage dir); torch: HF model directory")
+    model: str = Field(
+        ..., description="llama.cpp: reference GGUF (file or export stage dir); torch: HF model directory"
+    )
     method: Literal["llama.cpp", "torch"] = "llama.cpp"
     output: str = "runs/imatrix"
     text: TextConfig = Field(default_factory=TextConfig)
@@ -65,13 +67,30 @@ def compute_imatrix(cfg: ImatrixConfig) -> Path:
     text, per_lang = select_text(cfg.text, heldout=False)
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         atomic_write_text(tmp / "calibration.txt", text)
-        args = ["-m", str(model), "-f", str(tmp / "calibration.txt"), "-o", str(tmp / "imatrix.gguf"),
-                "-c", str(cfg.ctx), "-b", str(cfg.ctx), "-t", str(cfg.threads or default_threads()),
-                "--output-frequency", str(10**9)]  # 0 divides by zero in llama-imatrix; save only at the end
+        args = [
+            "-m",
+            str(model),
+            "-f",
+            str(tmp / "calibration.txt"),
+            "-o",
+            str(tmp / "imatrix.gguf"),
+            "-c",
+            str(cfg.ctx),
+            "-b",
+            str(cfg.ctx),
+            "-t",
+            str(cfg.threads or default_threads()),
+            "--output-frequency",
+            str(10**9),
+        ]  # 0 divides by zero in llama-imatrix; save only at the end
         if cfg.chunks:
             args += ["--chunks", str(cfg.chunks)]
-        log.info("computing the importance matrix of %s on %s characters (%s)", model.name, f"{len(text):,}",
-                 ", ".join(f"{k} {v:,}" for k, v in per_lang.items()))
+        log.info(
+            "computing the importance matrix of %s on %s characters (%s)",
+            model.name,
+            f"{len(text):,}",
+            ", ".join(f"{k} {v:,}" for k, v in per_lang.items()),
+        )
         output = run_tool("llama-imatrix", args, f"computing the imatrix of {model}", log_file=tmp / "imatrix.log")
         if not (tmp / "imatrix.gguf").is_file():
             raise BielikError(f"llama-imatrix wrote no imatrix for {model}:\n" + "\n".join(output.splitlines()[-8:]))
@@ -80,9 +99,16 @@ def compute_imatrix(cfg: ImatrixConfig) -> Path:
         ppl = [float(v) for _, v in _PPL.findall(output)]
         entries = imatrix_entries(tmp / "imatrix.gguf")
         chunks = _chunk_count(tmp / "imatrix.gguf")
-        metrics = {"model": str(model), "method": "llama.cpp", "characters": per_lang, "ctx": cfg.ctx, "chunks": chunks,
-                   "tokens": chunks * cfg.ctx, "calibration_ppl_last_logged": ppl[-1] if ppl else None,
-                   "tensors": len(entries)}
+        metrics = {
+            "model": str(model),
+            "method": "llama.cpp",
+            "characters": per_lang,
+            "ctx": cfg.ctx,
+            "chunks": chunks,
+            "tokens": chunks * cfg.ctx,
+            "calibration_ppl_last_logged": ppl[-1] if ppl else None,
+            "tensors": len(entries),
+        }
         write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model}, metrics=metrics)
     return Path(cfg.output) / "imatrix.gguf"
 
@@ -117,7 +143,9 @@ def _reader(path: Path):
         raise BielikError(f"imatrix file {path} does not exist")
     with open(path, "rb") as fh:
         if fh.read(4) != b"GGUF":
-            raise BielikError(f"{path} is not a GGUF imatrix (legacy .dat imatrices: convert with llama-imatrix --in-file)")
+            raise BielikError(
+                f"{path} is not a GGUF imatrix (legacy .dat imatrices: convert with llama-imatrix --in-file)"
+            )
     try:
         return GGUFReader(path, "r")
     except Exception as exc:  # noqa: BLE001
@@ -132,7 +160,9 @@ GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 """HF ``model_type`` -> llama.cpp architecture (what ``convert_hf_to_gguf.py`` writes for it)."""
 
 
-def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chunks: int | None = None) -> tuple[dict, int]:
+def torch_imatrix(
+    model, token_ids: list[int], ctx: int, bos_id: int | None, chunks: int | None = None
+) -> tuple[dict, int]:
     """Σ x² per input column of every decoder-block linear layer, over ``ctx``-token windows.
 
     Returns ``({gguf weight name: (sum2 float64 [in_features], tokens)}, windows)``. Windows follow
@@ -144,13 +174,17 @@ def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chu
 
     arch = GGUF_ARCH.get(model.config.model_type)
     if arch is None:
-        raise BielikError(f"imatrix (torch): model type {model.config.model_type!r} not supported ({', '.join(GGUF_ARCH)})")
+        raise BielikError(
+            f"imatrix (torch): model type {model.config.model_type!r} not supported ({', '.join(GGUF_ARCH)})"
+        )
     names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), model.config.num_hidden_layers)
     n = len(token_ids) // ctx
     if chunks:
         n = min(n, chunks)
     if n == 0:
-        raise BielikError(f"imatrix: the calibration text gives {len(token_ids)} tokens, fewer than one window of ctx={ctx}")
+        raise BielikError(
+            f"imatrix: the calibration text gives {len(token_ids)} tokens, fewer than one window of ctx={ctx}"
+        )
     from bielik.progress import progress
 
     stats: dict[str, SumSquares] = {}
@@ -164,7 +198,7 @@ def torch_imatrix(model, token_ids: list[int], ctx: int, bos_id: int | None, chu
                 hooks.input(module, stat.update)
         with torch.inference_mode(), progress("imatrix (torch)", n, "windows", every=10) as bar:
             for c in range(n):
-                ids = torch.tensor(token_ids[c * ctx: (c + 1) * ctx], dtype=torch.long)[None]
+                ids = torch.tensor(token_ids[c * ctx : (c + 1) * ctx], dtype=torch.long)[None]
                 if bos_id is not None:
                     ids[0, 0] = bos_id
                 model(input_ids=ids, use_cache=False)
@@ -192,8 +226,8 @@ def write_imatrix(path: Path, entries: dict, arch: str, chunk_count: int, chunk_
 
 
 def _torch_stage(cfg: ImatrixConfig) -> Path:
-    from bielik.tokenizer.formats import load_hf_tokenizer
     from bielik.model.loading import load_hf_model
+    from bielik.tokenizer.formats import load_hf_tokenizer
 
     model_dir = Path(cfg.model)
     model = load_hf_model(model_dir).eval()  # BielikError when not an HF directory
@@ -205,8 +239,17 @@ def _torch_stage(cfg: ImatrixConfig) -> Path:
     entries, windows = torch_imatrix(model, ids, cfg.ctx, tok.bos_token_id if add_bos else None, cfg.chunks)
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         atomic_write_text(tmp / "calibration.txt", text)
-        write_imatrix(tmp / "imatrix.gguf", entries, GGUF_ARCH[model.config.model_type], windows, cfg.ctx, "calibration.txt")
-        metrics = {"model": str(model_dir), "method": "torch", "characters": per_lang, "ctx": cfg.ctx, "chunks": windows,
-                   "tokens": windows * cfg.ctx, "tensors": len(entries)}
+        write_imatrix(
+            tmp / "imatrix.gguf", entries, GGUF_ARCH[model.config.model_type], windows, cfg.ctx, "calibration.txt"
+        )
+        metrics = {
+            "model": str(model_dir),
+            "method": "torch",
+            "characters": per_lang,
+            "ctx": cfg.ctx,
+            "chunks": windows,
+            "tokens": windows * cfg.ctx,
+            "tensors": len(entries),
+        }
         write_stage_record(tmp, "quant.imatrix", cfg, inputs={"model": model_dir}, metrics=metrics)
     return Path(cfg.output) / "imatrix.gguf"

@@ -23,9 +23,38 @@ log = get_logger(__name__)
 
 DEFAULT_TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]
 KNOWN_TYPES = {
-    "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q3_K_L", "Q3_K_M", "Q3_K_S",
-    "Q2_K", "Q2_K_S", "IQ4_XS", "IQ4_NL", "IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
-    "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0", "F16", "BF16", "F32",
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q5_0",
+    "Q5_1",
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_0",
+    "Q4_1",
+    "Q3_K_L",
+    "Q3_K_M",
+    "Q3_K_S",
+    "Q2_K",
+    "Q2_K_S",
+    "IQ4_XS",
+    "IQ4_NL",
+    "IQ3_M",
+    "IQ3_S",
+    "IQ3_XS",
+    "IQ3_XXS",
+    "IQ2_M",
+    "IQ2_S",
+    "IQ2_XS",
+    "IQ2_XXS",
+    "IQ1_M",
+    "IQ1_S",
+    "TQ1_0",
+    "TQ2_0",
+    "F16",
+    "BF16",
+    "F32",
 }
 NEEDS_IMATRIX = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "Q2_K_S"}
 
@@ -51,7 +80,7 @@ class QuantizeConfig(StageConfig):
         return v
 
     @model_validator(mode="after")
-    def _imatrix_types(self) -> "QuantizeConfig":
+    def _imatrix_types(self) -> QuantizeConfig:
         need = sorted(set(self.types) & NEEDS_IMATRIX)
         if need and self.imatrix is None:
             raise ValueError(f"types {need} need an importance matrix (set imatrix=...)")
@@ -81,16 +110,32 @@ def quantize(cfg: QuantizeConfig) -> dict:
     threads = str(cfg.threads or default_threads())
     files = []
     inputs = {"model": model, **({"imatrix": imatrix} if imatrix else {})}
-    with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp, progress("quantize", len(jobs), "files", every=1) as bar:
+    with (
+        staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp,
+        progress("quantize", len(jobs), "files", every=1) as bar,
+    ):
         for qtype, with_imatrix in jobs:
             name = quantized_name(qtype, with_imatrix)
             args = (["--imatrix", str(imatrix)] if with_imatrix else []) + [str(model), str(tmp / name), qtype, threads]
             run_tool("llama-quantize", args, f"quantising {model} to {qtype}", log_file=tmp / "quantize.log")
             info = read_gguf(tmp / name)
-            files.append({"file": name, "type": qtype, "imatrix": with_imatrix, "bytes": info.file_bytes,
-                          "gib": info.gib, "bits_per_weight": info.bits_per_weight, "tensor_types": info.tensor_types})
+            files.append(
+                {
+                    "file": name,
+                    "type": qtype,
+                    "imatrix": with_imatrix,
+                    "bytes": info.file_bytes,
+                    "gib": info.gib,
+                    "bits_per_weight": info.bits_per_weight,
+                    "tensor_types": info.tensor_types,
+                }
+            )
             bar.advance(1, info=f"{name} {info.bits_per_weight:.2f} bpw")
-        metrics = {"reference": str(model), "reference_bits_per_weight": ref.bits_per_weight,
-                   "imatrix": str(imatrix) if imatrix else None, "files": files}
+        metrics = {
+            "reference": str(model),
+            "reference_bits_per_weight": ref.bits_per_weight,
+            "imatrix": str(imatrix) if imatrix else None,
+            "files": files,
+        }
         write_stage_record(tmp, "quant.quantize", cfg, inputs=inputs, metrics=metrics)
     return metrics

@@ -99,8 +99,15 @@ def _time_hf(model_dir: Path, dtype: str, cfg: SpeedConfig) -> dict:
         if i >= cfg.warmup:
             ttft.append(timings.first_token)
             tpot.append(timings.per_token)
-    return {"model": str(model_dir), "engine": "transformers", "dtype": dtype, **_summary(ttft, tpot, ids.shape[1]),
-            "prompt_tokens": int(ids.shape[1]), "new_tokens": cfg.new_tokens, "runs": cfg.runs}
+    return {
+        "model": str(model_dir),
+        "engine": "transformers",
+        "dtype": dtype,
+        **_summary(ttft, tpot, ids.shape[1]),
+        "prompt_tokens": int(ids.shape[1]),
+        "new_tokens": cfg.new_tokens,
+        "runs": cfg.runs,
+    }
 
 
 def time_gguf(path: Path, cfg: SpeedConfig) -> dict:
@@ -108,23 +115,45 @@ def time_gguf(path: Path, cfg: SpeedConfig) -> dict:
     from bielik.quant.toolchain import default_threads, run_tool
 
     info = read_gguf(path)
-    args = ["-m", str(path), "-p", str(cfg.prompt_tokens), "-n", str(cfg.new_tokens - 1), "-r", str(cfg.runs),
-            "-t", str(cfg.threads or default_threads()), "-o", "json"]
+    args = [
+        "-m",
+        str(path),
+        "-p",
+        str(cfg.prompt_tokens),
+        "-n",
+        str(cfg.new_tokens - 1),
+        "-r",
+        str(cfg.runs),
+        "-t",
+        str(cfg.threads or default_threads()),
+        "-o",
+        "json",
+    ]
     if cfg.warmup == 0:
         args.append("--no-warmup")
     output = run_tool("llama-bench", args, f"benchmarking {path}")
     start = output.find("[")
     try:
-        tests = json.loads(output[start: output.rindex("]") + 1])
+        tests = json.loads(output[start : output.rindex("]") + 1])
     except (ValueError, json.JSONDecodeError):
-        raise BielikError(f"llama-bench printed no JSON results for {path}:\n" + "\n".join(output.splitlines()[-8:])) from None
+        raise BielikError(
+            f"llama-bench printed no JSON results for {path}:\n" + "\n".join(output.splitlines()[-8:])
+        ) from None
     pp = next(t for t in tests if t["n_prompt"] > 0 and t["n_gen"] == 0)
     tg = next(t for t in tests if t["n_gen"] > 0 and t["n_prompt"] == 0)
     ttft = [ns / 1e9 for ns in pp["samples_ns"]]
     tpot = [ns / 1e9 / tg["n_gen"] for ns in tg["samples_ns"]]
-    return {"model": str(path), "engine": "llama.cpp", "dtype": info.type_name, **_summary(ttft, tpot, cfg.prompt_tokens),
-            "prompt_tokens": cfg.prompt_tokens, "new_tokens": cfg.new_tokens, "runs": cfg.runs,
-            "gib": info.gib, "bits_per_weight": info.bits_per_weight}
+    return {
+        "model": str(path),
+        "engine": "llama.cpp",
+        "dtype": info.type_name,
+        **_summary(ttft, tpot, cfg.prompt_tokens),
+        "prompt_tokens": cfg.prompt_tokens,
+        "new_tokens": cfg.new_tokens,
+        "runs": cfg.runs,
+        "gib": info.gib,
+        "bits_per_weight": info.bits_per_weight,
+    }
 
 
 def bench_speed(cfg: SpeedConfig) -> list[dict]:
@@ -139,7 +168,9 @@ def bench_speed(cfg: SpeedConfig) -> list[dict]:
         elif p.is_dir() and len(list(p.glob("*.gguf"))) >= 1:
             jobs.extend((g, None) for g in sorted(p.glob("*.gguf")))
         else:
-            raise BielikError(f"models: {p} is neither a GGUF file nor an HF model directory (config.json) nor a folder of GGUF files")
+            raise BielikError(
+                f"models: {p} is neither a GGUF file nor an HF model directory (config.json) nor a folder of GGUF files"
+            )
     rows = []
     with progress("bench speed", len(jobs), "configs", every=1) as bar:
         for path, dtype in jobs:
@@ -150,16 +181,19 @@ def bench_speed(cfg: SpeedConfig) -> list[dict]:
         with staged_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
             write_json(tmp / "speed.json", rows)
             (tmp / "speed.md").write_text(markdown_table(rows), encoding="utf-8")
-            write_stage_record(tmp, "bench.speed", cfg, inputs={f"model{i}": p for i, (p, _) in enumerate(jobs)}, metrics={"rows": rows})
+            write_stage_record(
+                tmp,
+                "bench.speed",
+                cfg,
+                inputs={f"model{i}": p for i, (p, _) in enumerate(jobs)},
+                metrics={"rows": rows},
+            )
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    def cell(s: dict, fmt: str) -> str:
-        return f"{s['median']:{fmt}} ({s['min']:{fmt}}–{s['max']:{fmt}})"
+    """``speed.md``: the report's table of this stage (:func:`bielik.report.tables.speed`), as Markdown."""
+    from bielik.report.render import table_markdown
+    from bielik.report.tables import speed as speed_tables
 
-    lines = ["| model | engine | weights | output tok/s | TTFT [ms] | TPOT [ms] | prompt tok/s |", "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {Path(r['model']).name} | {r['engine']} | {r['dtype']} | {cell(r['output_tok_s'], '.1f')} | "
-                     f"{cell(r['ttft_ms'], '.1f')} | {cell(r['tpot_ms'], '.2f')} | {cell(r['prompt_tok_s'], '.0f')} |")
-    return "\n".join(lines) + "\nmedian (min–max) over runs; single stream, greedy.\n"
+    return "".join(table_markdown(t) for t in speed_tables(rows))

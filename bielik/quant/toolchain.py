@@ -32,8 +32,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from bielik.errors import BielikError
 from bielik.log import get_logger
@@ -79,7 +79,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _source_ok(src: Path) -> bool:
-    return (src / "convert_hf_to_gguf.py").is_file() and (src / "CMakeLists.txt").is_file() and (src / "gguf-py" / "gguf").is_dir()
+    return (
+        (src / "convert_hf_to_gguf.py").is_file()
+        and (src / "CMakeLists.txt").is_file()
+        and (src / "gguf-py" / "gguf").is_dir()
+    )
 
 
 def llama_cpp_source() -> Path:
@@ -100,14 +104,29 @@ def llama_cpp_source() -> Path:
     with tempfile.TemporaryDirectory(prefix=".llama-cpp-python-fetch-", dir=cache) as tmp:
         tmp = Path(tmp)
         log.info(f"fetching the llama.cpp sources ({spec} sdist, ~77 MB) into {cache}")
-        cmd = [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(tmp / "dl")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            spec,
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(tmp / "dl"),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        archives = sorted((tmp / "dl").glob("llama_cpp_python-*.tar.gz")) + sorted((tmp / "dl").glob("llama-cpp-python-*.tar.gz"))
+        archives = sorted((tmp / "dl").glob("llama_cpp_python-*.tar.gz")) + sorted(
+            (tmp / "dl").glob("llama-cpp-python-*.tar.gz")
+        )
         if proc.returncode != 0 or not archives:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
             raise BielikError(
-                f"could not fetch the llama.cpp sources ({spec} sdist from the package index): {tail or 'no archive downloaded'}\n"
+                f"could not fetch the llama.cpp sources ({spec} sdist from the package index): "
+                f"{tail or 'no archive downloaded'}\n"
                 f"bielik's GGUF tools need them once; run where the package index is reachable, or extract that sdist "
                 f"yourself so that {src} exists."
             )
@@ -164,10 +183,21 @@ def build_tools(jobs: int | None = None) -> Path:
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         build = tmp / "build"
-        configure = ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                     "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                     "-DLLAMA_BUILD_EXAMPLES=ON", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=OFF",
-                     "-DGGML_OPENMP=ON"]
+        configure = [
+            "cmake",
+            "-S",
+            str(src),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DBUILD_SHARED_LIBS=OFF",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=ON",
+            "-DLLAMA_BUILD_TOOLS=ON",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DGGML_OPENMP=ON",
+        ]
         configure += [f"-D{k}={v}" for k, v in PORTABLE_FLAGS.items()]
         if shutil.which("ninja"):
             configure += ["-G", "Ninja"]
@@ -176,7 +206,10 @@ def build_tools(jobs: int | None = None) -> Path:
         tmp.mkdir(parents=True)
         logf = tmp / "build.log"
         with open(logf, "w") as out:
-            for cmd in (configure, ["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs), "--target", *TOOLS]):
+            for cmd in (
+                configure,
+                ["cmake", "--build", str(build), "--config", "Release", "-j", str(jobs), "--target", *TOOLS],
+            ):
                 out.write("$ " + " ".join(cmd) + "\n")
                 out.flush()
                 rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode

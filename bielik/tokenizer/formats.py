@@ -23,10 +23,11 @@ that need one (swap, merge).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bielik.errors import BielikError
 
@@ -65,7 +66,9 @@ def known_path(name: str) -> Path:
         try:
             base = Path(str(resources.files("mistral_common") / "data"))
         except ModuleNotFoundError:
-            raise BielikError(f"tokenizer '{name}' ships inside the mistral-common package: pip install mistral-common") from None
+            raise BielikError(
+                f"tokenizer '{name}' ships inside the mistral-common package: pip install mistral-common"
+            ) from None
         path = base / fname
     else:
         from bielik.quant.toolchain import llama_cpp_source
@@ -80,9 +83,15 @@ def _sentencepiece(path: Path, name: str, proto: bytes | None = None, kind: str 
     try:
         import sentencepiece as spm
     except ModuleNotFoundError:
-        raise BielikError("SentencePiece models need the sentencepiece package: pip install 'bielik-toolkit[tokenizer]'") from None
+        raise BielikError(
+            "SentencePiece models need the sentencepiece package: pip install 'bielik-toolkit[tokenizer]'"
+        ) from None
     try:
-        sp = spm.SentencePieceProcessor(model_proto=proto) if proto is not None else spm.SentencePieceProcessor(model_file=str(path))
+        sp = (
+            spm.SentencePieceProcessor(model_proto=proto)
+            if proto is not None
+            else spm.SentencePieceProcessor(model_file=str(path))
+        )
     except (RuntimeError, OSError) as exc:
         raise BielikError(f"{path} is not a SentencePiece model ({str(exc).splitlines()[0]})") from None
 
@@ -100,8 +109,15 @@ def _sentencepiece(path: Path, name: str, proto: bytes | None = None, kind: str 
                 (Path(d) / "tokenizer.model").write_bytes(proto)
                 kw = SentencePieceExtractor(str(Path(d) / "tokenizer.model")).extract(None)
         piece = lambda i: sp.id_to_piece(i) if 0 <= i < sp.vocab_size() else None  # noqa: E731
-        return LlamaTokenizer(vocab=kw["vocab"], merges=kw["merges"], legacy=False, add_bos_token=False,
-                              unk_token=piece(sp.unk_id()), bos_token=piece(sp.bos_id()), eos_token=piece(sp.eos_id()))
+        return LlamaTokenizer(
+            vocab=kw["vocab"],
+            merges=kw["merges"],
+            legacy=False,
+            add_bos_token=False,
+            unk_token=piece(sp.unk_id()),
+            bos_token=piece(sp.bos_id()),
+            eos_token=piece(sp.eos_id()),
+        )
 
     return Tok(name, kind, str(path), sp.vocab_size(), lambda t: sp.encode(t), to_hf)
 
@@ -111,7 +127,11 @@ def _gguf_spm_proto(fields: dict[str, Any]) -> bytes:
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     m = pb.ModelProto()
-    tokens, scores, types = fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.scores"], fields["tokenizer.ggml.token_type"]
+    tokens, scores, types = (
+        fields["tokenizer.ggml.tokens"],
+        fields["tokenizer.ggml.scores"],
+        fields["tokenizer.ggml.token_type"],
+    )
     for piece, score, typ in zip(tokens, scores, types):
         p = m.pieces.add()
         p.piece, p.score, p.type = piece, float(score), int(typ)  # GGUF token types use SentencePiece's numbering
@@ -152,7 +172,9 @@ def read_gguf_fields(path: Path) -> dict[str, Any]:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # gguf raises ValueError/struct.error on foreign files
         raise BielikError(f"{path} is not a readable GGUF file ({exc})") from None
-    return {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.") or k == "general.architecture"}
+    return {
+        k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.") or k == "general.architecture"
+    }
 
 
 def _gguf_bpe(path: Path):
@@ -181,8 +203,12 @@ def _gguf(path: Path, name: str) -> Tok:
         return _sentencepiece(path, name, proto=_gguf_spm_proto(fields), kind="gguf-spm")
     if model == "gpt2":
         hf = _gguf_bpe(path)
-        return Tok(name, "gguf-bpe", str(path), len(hf), lambda t: hf(t, add_special_tokens=False).input_ids, lambda: hf)
-    raise BielikError(f"{path}: GGUF tokenizer model '{model}' is not supported (supported: llama = SentencePiece, gpt2 = BPE)")
+        return Tok(
+            name, "gguf-bpe", str(path), len(hf), lambda t: hf(t, add_special_tokens=False).input_ids, lambda: hf
+        )
+    raise BielikError(
+        f"{path}: GGUF tokenizer model '{model}' is not supported (supported: llama = SentencePiece, gpt2 = BPE)"
+    )
 
 
 def _tekken(path: Path, name: str) -> Tok:
@@ -261,8 +287,10 @@ def load_tokenizer(spec: str | Path, name: str | None = None) -> Tok:
     if path.is_dir():
         return _hf_dir(path, name)
     if not path.is_file():
-        raise BielikError(f"tokenizer {spec_s} not found: give an HF tokenizer directory, a SentencePiece .model, a .gguf "
-                          f"file, a tekken .json or one of {', '.join(KNOWN)}")
+        raise BielikError(
+            f"tokenizer {spec_s} not found: give an HF tokenizer directory, a SentencePiece .model, a .gguf "
+            f"file, a tekken .json or one of {', '.join(KNOWN)}"
+        )
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic == b"GGUF":

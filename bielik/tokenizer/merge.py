@@ -47,9 +47,14 @@ log = get_logger(__name__)
 
 class TokenizerMergeConfig(StageConfig):
     base: str = Field("mistral-v0.1", description="base tokenizer (e.g. mistral-v0.1 or an HF dir)")
-    extra: str = Field("runs/tokenizer", description="tokenizer whose tokens are added (same spelling: SentencePiece-style for Mistral)")
+    extra: str = Field(
+        "runs/tokenizer",
+        description="tokenizer whose tokens are added (same spelling: SentencePiece-style for Mistral)",
+    )
     output: str = "runs/tokenizer-merged"
-    sample: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL corpus to measure the ambiguity on")
+    sample: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="JSONL corpus to measure the ambiguity on"
+    )
     langs: list[str] | None = Field(default_factory=lambda: ["pl"])
     sample_docs: int = Field(300, ge=1)
     examples: int = Field(20, ge=0)
@@ -60,8 +65,13 @@ class TokenizerMergeConfig(StageConfig):
 def _bpe_json(tok) -> dict[str, Any]:
     spec = json.loads(tok.backend_tokenizer.to_str())
     if spec.get("model", {}).get("type") != "BPE":
-        raise BielikError(f"tokenizer {getattr(tok, 'name_or_path', '?')} is {spec.get('model', {}).get('type')}, not BPE: cannot merge")
-    spec["model"]["merges"] = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in spec["model"]["merges"]]
+        raise BielikError(
+            f"tokenizer {getattr(tok, 'name_or_path', '?')} is {spec.get('model', {}).get('type')}, "
+            "not BPE: cannot merge"
+        )
+    spec["model"]["merges"] = [
+        tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in spec["model"]["merges"]
+    ]
     return spec
 
 
@@ -72,15 +82,21 @@ def merge_vocabularies(base, extra) -> tuple[Any, dict[str, Any]]:
 
     sb, se = tokenizer_style(base), tokenizer_style(extra)
     if sb != se:
-        raise BielikError(f"cannot merge a {se} tokenizer into a {sb} one: their tokens are spelled differently "
-                          f"(train the extra tokenizer with style={'sentencepiece' if sb == 'metaspace' else 'bytelevel'})")
+        raise BielikError(
+            f"cannot merge a {se} tokenizer into a {sb} one: their tokens are spelled differently "
+            f"(train the extra tokenizer with style={'sentencepiece' if sb == 'metaspace' else 'bytelevel'})"
+        )
     jb, je = _bpe_json(base), _bpe_json(extra)
     vocab: dict[str, int] = dict(jb["model"]["vocab"])
     specials_e = set(extra.all_special_tokens)
     next_id = max([*vocab.values(), *(t["id"] for t in jb.get("added_tokens", []))]) + 1
     added: list[str] = []
     for token, _ in sorted(je["model"]["vocab"].items(), key=lambda kv: kv[1]):
-        if token in vocab or token in specials_e or (token.startswith("<0x") and token.endswith(">") and len(token) == 6):
+        if (
+            token in vocab
+            or token in specials_e
+            or (token.startswith("<0x") and token.endswith(">") and len(token) == 6)
+        ):
             continue
         vocab[token] = next_id
         next_id += 1
@@ -100,13 +116,21 @@ def merge_vocabularies(base, extra) -> tuple[Any, dict[str, Any]]:
     spec = dict(jb)
     spec["model"] = {**jb["model"], "vocab": vocab, "merges": [list(m) for m in merges]}
     backend = Tokenizer.from_str(json.dumps(spec))
-    specials = {k: getattr(base, k) for k in ("bos_token", "eos_token", "unk_token", "pad_token") if getattr(base, k, None)}
+    specials = {
+        k: getattr(base, k) for k in ("bos_token", "eos_token", "unk_token", "pad_token") if getattr(base, k, None)
+    }
     merged = PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False, **specials)
     if getattr(base, "chat_template", None):
         merged.chat_template = base.chat_template
-    facts = {"base_vocab": len(base), "extra_vocab": len(extra), "merged_vocab": len(merged), "added_tokens": len(added),
-             "base_merges": len(base_merges), "added_merges": len(merges) - len(base_merges),
-             "conflicting_merges": len(conflicting)}
+    facts = {
+        "base_vocab": len(base),
+        "extra_vocab": len(extra),
+        "merged_vocab": len(merged),
+        "added_tokens": len(added),
+        "base_merges": len(base_merges),
+        "added_merges": len(merges) - len(base_merges),
+        "conflicting_merges": len(conflicting),
+    }
     return merged, {"facts": facts, "added": added, "conflicting": conflicting}
 
 
@@ -143,6 +167,7 @@ def ambiguity_report(base, extra, merged, added: list[str], docs: list[str], n_e
             noncanon.append((w, m, e, b, n))
             noncanon_occ += n
     unreachable = sorted((t for t in used_e if t not in used_m), key=lambda t: -used_e[t])
+
     def fails(tok, d: str) -> bool:
         return tok.decode(tok(d, add_special_tokens=False).input_ids) != d
 
@@ -155,22 +180,32 @@ def ambiguity_report(base, extra, merged, added: list[str], docs: list[str], n_e
                     parents_fail += 1  # a parent fails too (e.g. SentencePiece leading-space handling)
                 else:
                     i = next((k for k, (x, y) in enumerate(zip(back, d)) if x != y), min(len(back), len(d)))
-                    roundtrip.append({"at": i, "expected": d[max(0, i - 20): i + 20], "got": back[max(0, i - 20): i + 20]})
+                    roundtrip.append(
+                        {"at": i, "expected": d[max(0, i - 20) : i + 20], "got": back[max(0, i - 20) : i + 20]}
+                    )
             bar.advance()
     total_occ = sum(words.values())
     count = lambda tok: sum(len(ids) for ids in tok(docs, add_special_tokens=False).input_ids)  # noqa: E731
     chars = sum(len(d) for d in docs)
     noncanon.sort(key=lambda x: -x[4])
     return {
-        "documents": len(docs), "characters": chars, "words": total_occ, "distinct_words": len(distinct),
-        "non_canonical_words": len(noncanon), "non_canonical_occurrences": noncanon_occ,
+        "documents": len(docs),
+        "characters": chars,
+        "words": total_occ,
+        "distinct_words": len(distinct),
+        "non_canonical_words": len(noncanon),
+        "non_canonical_occurrences": noncanon_occ,
         "non_canonical_share": noncanon_occ / max(total_occ, 1),
-        "added_tokens_used_by_extra": len(used_e), "unreachable_tokens": len(unreachable),
+        "added_tokens_used_by_extra": len(used_e),
+        "unreachable_tokens": len(unreachable),
         "unreachable_share": len(unreachable) / max(len(used_e), 1),
-        "roundtrip_failures": len(roundtrip), "roundtrip_failures_shared_with_a_parent": parents_fail,
+        "roundtrip_failures": len(roundtrip),
+        "roundtrip_failures_shared_with_a_parent": parents_fail,
         "cpt": {"base": chars / count(base), "extra": chars / count(extra), "merged": chars / count(merged)},
         "examples": {
-            "non_canonical": [{"word": w, "merged": m, "extra": e, "base": b, "count": n} for w, m, e, b, n in noncanon[:n_examples]],
+            "non_canonical": [
+                {"word": w, "merged": m, "extra": e, "base": b, "count": n} for w, m, e, b, n in noncanon[:n_examples]
+            ],
             "unreachable": [{"token": t, "uses_by_extra": used_e[t]} for t in unreachable[:n_examples]],
             "roundtrip": roundtrip[:n_examples],
         },
@@ -178,19 +213,31 @@ def ambiguity_report(base, extra, merged, added: list[str], docs: list[str], n_e
 
 
 def _markdown(facts: dict[str, Any], rep: dict[str, Any], conflicting: list[dict]) -> str:
-    lines = ["# Tokenizer merge report", "",
-             f"base {facts['base_vocab']:,} + {facts['added_tokens']:,} added tokens = {facts['merged_vocab']:,}; "
-             f"{facts['added_merges']:,} merges added after {facts['base_merges']:,} base merges.", "",
-             "| check | count | share |", "|---|---:|---:|",
-             f"| non-canonical words (M longer than E although M has E's tokens) | {rep['non_canonical_words']:,} distinct / "
-             f"{rep['non_canonical_occurrences']:,} occurrences | {100 * rep['non_canonical_share']:.1f}% of words |",
-             f"| unreachable added tokens (E uses them, M never produces them) | {rep['unreachable_tokens']:,} of {rep['added_tokens_used_by_extra']:,} | "
-             f"{100 * rep['unreachable_share']:.1f}% |",
-             f"| conflicting merges (token already built by a different base merge) | {facts['conflicting_merges']:,} | |",
-             f"| round-trip failures introduced by the merge (documents) | {rep['roundtrip_failures']:,} of {rep['documents']:,} | "
-             f"({rep['roundtrip_failures_shared_with_a_parent']} more fail in a parent too) |", "",
-             f"Characters per token on the sample: base {rep['cpt']['base']:.3f}, extra {rep['cpt']['extra']:.3f}, "
-             f"merged {rep['cpt']['merged']:.3f}.", "", "## Non-canonical examples", ""]
+    lines = [
+        "# Tokenizer merge report",
+        "",
+        f"base {facts['base_vocab']:,} + {facts['added_tokens']:,} added tokens = {facts['merged_vocab']:,}; "
+        f"{facts['added_merges']:,} merges added after {facts['base_merges']:,} base merges.",
+        "",
+        "| check | count | share |",
+        "|---|---:|---:|",
+        f"| non-canonical words (M longer than E although M has E's tokens) | "
+        f"{rep['non_canonical_words']:,} distinct / "
+        f"{rep['non_canonical_occurrences']:,} occurrences | {100 * rep['non_canonical_share']:.1f}% of words |",
+        f"| unreachable added tokens (E uses them, M never produces them) | "
+        f"{rep['unreachable_tokens']:,} of {rep['added_tokens_used_by_extra']:,} | "
+        f"{100 * rep['unreachable_share']:.1f}% |",
+        f"| conflicting merges (token already built by a different base merge) | {facts['conflicting_merges']:,} | |",
+        f"| round-trip failures introduced by the merge (documents) | "
+        f"{rep['roundtrip_failures']:,} of {rep['documents']:,} | "
+        f"({rep['roundtrip_failures_shared_with_a_parent']} more fail in a parent too) |",
+        "",
+        f"Characters per token on the sample: base {rep['cpt']['base']:.3f}, extra {rep['cpt']['extra']:.3f}, "
+        f"merged {rep['cpt']['merged']:.3f}.",
+        "",
+        "## Non-canonical examples",
+        "",
+    ]
     for ex in rep["examples"]["non_canonical"][:10]:
         lines.append(f"- `{ex['word']}` ×{ex['count']}: merged {ex['merged']} vs extra {ex['extra']}")
     lines += ["", "## Unreachable tokens", ""]
@@ -207,8 +254,14 @@ def merge_tokenizers(cfg: TokenizerMergeConfig) -> dict[str, Any]:
     docs = _sample_docs(cfg)  # fail on bad inputs before the expensive part
     base, extra = load_tokenizer(cfg.base).hf(), load_tokenizer(cfg.extra).hf()
     merged, info = merge_vocabularies(base, extra)
-    log.info("merged %s + %s: %d added tokens, %d added merges (%d conflicting)", cfg.base, cfg.extra,
-             info["facts"]["added_tokens"], info["facts"]["added_merges"], info["facts"]["conflicting_merges"])
+    log.info(
+        "merged %s + %s: %d added tokens, %d added merges (%d conflicting)",
+        cfg.base,
+        cfg.extra,
+        info["facts"]["added_tokens"],
+        info["facts"]["added_merges"],
+        info["facts"]["conflicting_merges"],
+    )
     rep = ambiguity_report(base, extra, merged, info["added"], docs, cfg.examples)
     rep["examples"]["conflicting_merges"] = info["conflicting"][: cfg.examples]
     summary = {**info["facts"], **{k: v for k, v in rep.items() if k != "examples"}}
@@ -217,7 +270,12 @@ def merge_tokenizers(cfg: TokenizerMergeConfig) -> dict[str, Any]:
         atomic_write_text(tmp / "report.md", _markdown(info["facts"], rep, info["conflicting"]))
         write_json(tmp / "report.json", {**summary, "examples": rep["examples"]})
         write_stage_record(tmp, "tokenizer.merge", cfg, metrics=summary)
-    log.info("non-canonical words: %d (%.1f%% of occurrences), unreachable tokens: %d/%d, round-trip failures: %d",
-             rep["non_canonical_words"], 100 * rep["non_canonical_share"], rep["unreachable_tokens"],
-             rep["added_tokens_used_by_extra"], rep["roundtrip_failures"])
+    log.info(
+        "non-canonical words: %d (%.1f%% of occurrences), unreachable tokens: %d/%d, round-trip failures: %d",
+        rep["non_canonical_words"],
+        100 * rep["non_canonical_share"],
+        rep["unreachable_tokens"],
+        rep["added_tokens_used_by_extra"],
+        rep["roundtrip_failures"],
+    )
     return {**summary, "output": cfg.output}

@@ -36,8 +36,10 @@ NAMED_TEXTS = {
     "preamble-pl": "constitution_preamble_pl.txt",
     "preamble-en": "constitution_preamble_en.txt",
 }
-DEFINITIONS = ("CpT = characters (Unicode code points) / tokens; TpW = tokens / words (whitespace-separated); "
-               "tokens exclude BOS/EOS and other added special tokens.")
+DEFINITIONS = (
+    "CpT = characters (Unicode code points) / tokens; TpW = tokens / words (whitespace-separated); "
+    "tokens exclude BOS/EOS and other added special tokens."
+)
 
 
 class TokenizerStatsConfig(StageConfig):
@@ -45,8 +47,10 @@ class TokenizerStatsConfig(StageConfig):
         default_factory=lambda: ["mistral-v0.1", "llama2", "qwen2"],
         description="HF dirs, SentencePiece .model, .gguf, tekken .json or known names; a mapping gives display names",
     )
-    texts: list[str] = Field(default_factory=lambda: ["preamble-pl", "preamble-en"],
-                             description="preamble-pl, preamble-en, .txt files or JSONL corpora")
+    texts: list[str] = Field(
+        default_factory=lambda: ["preamble-pl", "preamble-en"],
+        description="preamble-pl, preamble-en, .txt files or JSONL corpora",
+    )
     output: str = "runs/tokenizer-stats"
     chart: bool = True
     overwrite: bool = False
@@ -73,8 +77,13 @@ def measure(tok, texts: list[str]) -> dict[str, Any]:
     chars = sum(len(t) for t in texts)
     words = sum(len(t.split()) for t in texts)
     tokens = sum(len(tok.encode(t)) for t in texts)
-    return {"characters": chars, "words": words, "tokens": tokens,
-            "cpt": chars / tokens if tokens else 0.0, "tpw": tokens / words if words else 0.0}
+    return {
+        "characters": chars,
+        "words": words,
+        "tokens": tokens,
+        "cpt": chars / tokens if tokens else 0.0,
+        "tpw": tokens / words if words else 0.0,
+    }
 
 
 def markdown_table(rows: list[dict[str, Any]], text_names: list[str]) -> str:
@@ -87,7 +96,9 @@ def markdown_table(rows: list[dict[str, Any]], text_names: list[str]) -> str:
         by_tok.setdefault(r["tokenizer"], {})[r["text"]] = r
         vocab[r["tokenizer"]] = r["vocab_size"]
     for name, per_text in by_tok.items():
-        cells = " | ".join(f"{per_text[t]['tokens']} | {per_text[t]['cpt']:.2f} | {per_text[t]['tpw']:.2f}" for t in text_names)
+        cells = " | ".join(
+            f"{per_text[t]['tokens']} | {per_text[t]['cpt']:.2f} | {per_text[t]['tpw']:.2f}" for t in text_names
+        )
         lines.append(f"| {name} | {vocab[name]:,} | {cells} |")
     return "\n".join(lines) + f"\n\n{DEFINITIONS}\n"
 
@@ -101,7 +112,10 @@ def _chart(rows: list[dict[str, Any]], text_names: list[str], path: Path) -> Non
     names = list(dict.fromkeys(r["tokenizer"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(names), 4))
     width = 0.8 / len(text_names)
-    for ax, key, title in ((axes[0], "cpt", "characters per token (higher is better)"), (axes[1], "tpw", "tokens per word (lower is better)")):
+    for ax, key, title in (
+        (axes[0], "cpt", "characters per token (higher is better)"),
+        (axes[1], "tpw", "tokens per word (lower is better)"),
+    ):
         for k, text in enumerate(text_names):
             vals = [next(r[key] for r in rows if r["tokenizer"] == n and r["text"] == text) for n in names]
             xs = [i + (k - (len(text_names) - 1) / 2) * width for i in range(len(names))]
@@ -126,8 +140,16 @@ def tokenizer_stats(cfg: TokenizerStatsConfig) -> dict[str, Any]:
     for label, spec in specs:
         tok = load_tokenizer(spec, name=label)
         for text_name, docs in texts:
-            rows.append({"tokenizer": tok.name, "source": tok.source, "kind": tok.kind, "vocab_size": tok.vocab_size,
-                         "text": text_name, **measure(tok, docs)})
+            rows.append(
+                {
+                    "tokenizer": tok.name,
+                    "source": tok.source,
+                    "kind": tok.kind,
+                    "vocab_size": tok.vocab_size,
+                    "text": text_name,
+                    **measure(tok, docs),
+                }
+            )
         log.info("measured %s (%s, %d tokens)", tok.name, tok.kind, tok.vocab_size)
     text_names = [n for n, _ in texts]
     table = markdown_table(rows, text_names)

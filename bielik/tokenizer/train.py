@@ -27,8 +27,9 @@ the efficiency comparison is not won by memorising the test text.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -40,8 +41,11 @@ from bielik.tokenizer.chat import CHATML_TEMPLATE
 
 log = get_logger(__name__)
 
+
 class TokenizerTrainConfig(StageConfig):
-    inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["shipped"], description="JSONL files/folders; 'shipped' = bundled corpus"
+    )
     output: str = "runs/tokenizer"
     vocab_size: int = Field(8192, ge=300, le=1_000_000)
     min_frequency: int = Field(2, ge=1)
@@ -54,10 +58,16 @@ class TokenizerTrainConfig(StageConfig):
     pad_token: str = "<pad>"
     extra_special_tokens: list[str] = Field(default_factory=lambda: ["<|im_start|>", "<|im_end|>"])
     model_max_length: int = 4096
-    style: Literal["bytelevel", "sentencepiece"] = Field("bytelevel", description="bytelevel (GPT-2 style) or sentencepiece (Llama/Mistral style, byte fallback)")
-    limit_alphabet: int = Field(1000, ge=50, description="sentencepiece style: characters kept in the alphabet; rarer ones fall back to bytes")
-    decontaminate: list[str] = Field(default_factory=lambda: ["preamble-pl", "preamble-en"],
-                                     description="texts (preamble-pl/-en or .txt paths) whose word n-grams exclude a training document")
+    style: Literal["bytelevel", "sentencepiece"] = Field(
+        "bytelevel", description="bytelevel (GPT-2 style) or sentencepiece (Llama/Mistral style, byte fallback)"
+    )
+    limit_alphabet: int = Field(
+        1000, ge=50, description="sentencepiece style: characters kept in the alphabet; rarer ones fall back to bytes"
+    )
+    decontaminate: list[str] = Field(
+        default_factory=lambda: ["preamble-pl", "preamble-en"],
+        description="texts (preamble-pl/-en or .txt paths) whose word n-grams exclude a training document",
+    )
     decontaminate_ngram: int = Field(8, ge=3)
     overwrite: bool = False
 
@@ -123,8 +133,13 @@ def _sample_texts(cfg: TokenizerTrainConfig) -> tuple[list[str], int]:
             dropped.append(d.id)
         del d
     if dropped:
-        log.info("decontamination: dropped %d document(s) sharing a %d-gram with %s: %s", len(dropped),
-                 cfg.decontaminate_ngram, cfg.decontaminate, ", ".join(dropped)[:200])
+        log.info(
+            "decontamination: dropped %d document(s) sharing a %d-gram with %s: %s",
+            len(dropped),
+            cfg.decontaminate_ngram,
+            cfg.decontaminate,
+            ", ".join(dropped)[:200],
+        )
     random.Random(cfg.seed).shuffle(kept)
     chosen: dict[int, int] = {}  # position -> rank in the sample
     total = 0
@@ -153,7 +168,13 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     if not texts:
         raise_empty(cfg)
     specials = [cfg.unk_token, cfg.bos_token, cfg.eos_token, cfg.pad_token, *cfg.extra_special_tokens]
-    log.info("training %s BPE (vocab %d) on %d documents, %.1fM characters", cfg.style, cfg.vocab_size, len(texts), n_chars / 1e6)
+    log.info(
+        "training %s BPE (vocab %d) on %d documents, %.1fM characters",
+        cfg.style,
+        cfg.vocab_size,
+        len(texts),
+        n_chars / 1e6,
+    )
 
     def batches() -> Iterator[list[str]]:
         # long texts go to the trainer in pieces cut at whitespace runs: the same words, so the same
@@ -177,7 +198,9 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
         tok = _train_sentencepiece_style(cfg, specials, batches, len(texts))
     bos_id = tok.token_to_id(cfg.bos_token)
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{cfg.bos_token} $A", pair=f"{cfg.bos_token} $A {cfg.bos_token} $B", special_tokens=[(cfg.bos_token, bos_id)]
+        single=f"{cfg.bos_token} $A",
+        pair=f"{cfg.bos_token} $A {cfg.bos_token} $B",
+        special_tokens=[(cfg.bos_token, bos_id)],
     )
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -216,15 +239,20 @@ def _train_sentencepiece_style(cfg: TokenizerTrainConfig, specials: list[str], b
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    metaspace = pre_tokenizers.Sequence([
-        pre_tokenizers.Split("\n", behavior="isolated"),  # no piece crosses a newline (module docstring)
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True),
-    ])
+    metaspace = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", behavior="isolated"),  # no piece crosses a newline (module docstring)
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True),
+        ]
+    )
     tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
     tok.pre_tokenizer = metaspace
     trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size - 256, min_frequency=cfg.min_frequency, special_tokens=specials,
-        limit_alphabet=cfg.limit_alphabet, show_progress=False,
+        vocab_size=cfg.vocab_size - 256,
+        min_frequency=cfg.min_frequency,
+        special_tokens=specials,
+        limit_alphabet=cfg.limit_alphabet,
+        show_progress=False,
     )
     tok.train_from_iterator(batches(), trainer=trainer, length=n_texts)
     model = json.loads(tok.to_str())["model"]
@@ -237,7 +265,9 @@ def _train_sentencepiece_style(cfg: TokenizerTrainConfig, specials: list[str], b
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     out = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=cfg.unk_token, byte_fallback=True, fuse_unk=True))
     out.pre_tokenizer = metaspace
-    out.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    out.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     # special tokens must stay whole in text (Tokenizer.add_special_tokens keeps their ids)
     out.add_special_tokens(specials)
     return out

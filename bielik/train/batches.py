@@ -7,7 +7,8 @@ exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,8 +35,18 @@ class RowBatches:
 
     what = "rows"
 
-    def __init__(self, n_rows: int, seq_len: int, micro_batch_size: int, grad_accum: int, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, where: str = "", for_training: bool = True):
+    def __init__(
+        self,
+        n_rows: int,
+        seq_len: int,
+        micro_batch_size: int,
+        grad_accum: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        where: str = "",
+        for_training: bool = True,
+    ):
         self.n_rows, self.seq_len = n_rows, seq_len
         self.micro = micro_batch_size
         self.accum = grad_accum
@@ -103,10 +114,28 @@ class PackedRowBatches(RowBatches):
 
     what = "training rows"
 
-    def __init__(self, shards: TokenShards, micro_batch_size: int, grad_accum: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 for_training: bool = True):
+    def __init__(
+        self,
+        shards: TokenShards,
+        micro_batch_size: int,
+        grad_accum: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        for_training: bool = True,
+    ):
         self.shards = shards
-        super().__init__(len(shards), shards.seq_len, micro_batch_size, grad_accum, rank, world_size, seed, str(shards.root), for_training)
+        super().__init__(
+            len(shards),
+            shards.seq_len,
+            micro_batch_size,
+            grad_accum,
+            rank,
+            world_size,
+            seed,
+            str(shards.root),
+            for_training,
+        )
 
     def _tensors(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.from_numpy(self.shards.rows(idx))}
@@ -121,20 +150,34 @@ class ChatRowBatches(RowBatches):
 
     what = "packed SFT rows"
 
-    def __init__(self, rows, micro_batch_size: int, grad_accum: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 for_training: bool = True):
+    def __init__(
+        self,
+        rows,
+        micro_batch_size: int,
+        grad_accum: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        for_training: bool = True,
+    ):
         self.data = rows
-        super().__init__(len(rows), rows.seq_len, micro_batch_size, grad_accum, rank, world_size, seed, "SFT data", for_training)
+        super().__init__(
+            len(rows), rows.seq_len, micro_batch_size, grad_accum, rank, world_size, seed, "SFT data", for_training
+        )
 
     def _tensors(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.data.rows(idx).items()}
 
 
-def eval_batches(shards: TokenShards, micro_batch_size: int, n_batches: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+def eval_batches(
+    shards: TokenShards, micro_batch_size: int, n_batches: int, rank: int = 0, world_size: int = 1
+) -> Iterator[dict[str, torch.Tensor]]:
     """The held-out packed rows of :meth:`RowBatches.eval_batches`."""
     return PackedRowBatches(shards, micro_batch_size, 1, rank, world_size, for_training=False).eval_batches(n_batches)
 
 
-def eval_chat_batches(rows, micro_batch_size: int, n_batches: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+def eval_chat_batches(
+    rows, micro_batch_size: int, n_batches: int, rank: int = 0, world_size: int = 1
+) -> Iterator[dict[str, torch.Tensor]]:
     """The held-out SFT rows of :meth:`RowBatches.eval_batches`."""
     return ChatRowBatches(rows, micro_batch_size, 1, rank, world_size, for_training=False).eval_batches(n_batches)

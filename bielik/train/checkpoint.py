@@ -89,6 +89,7 @@ def _one_process_ok():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
         yield
 
+
 _STEP_RE = re.compile(r"^step-(\d+)$")
 LATEST = "latest"
 DCP_DIR = "dcp"
@@ -122,7 +123,7 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _strip(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
 def full_model_state(module: nn.Module, prefix: str = "model.") -> dict[str, torch.Tensor]:
@@ -203,13 +204,22 @@ class Checkpointer:
                     hf_model.save_pretrained(tmp, state_dict=hf_sd, safe_serialization=True)
                 rng_flat = {f"rank{r}.{k}": v.contiguous() for r, s in enumerate(gathered) for k, v in s.items()}
                 save_file(rng_flat, tmp / "rng.safetensors")
-                write_json(tmp / "state.json", {**state, "step": step, "world_size": d.world_size, "format": FORMAT,
-                                                "python_rng": random.getstate()})
+                write_json(
+                    tmp / "state.json",
+                    {
+                        **state,
+                        "step": step,
+                        "world_size": d.world_size,
+                        "format": FORMAT,
+                        "python_rng": random.getstate(),
+                    },
+                )
             del hf_sd
             sharded = _sharded_state(module, optimizer)
             if self.async_save:
-                fut = dcp.async_save(sharded, checkpoint_id=tmp / DCP_DIR, process_group=self._group,
-                                     no_dist=not d.enabled)
+                fut = dcp.async_save(
+                    sharded, checkpoint_id=tmp / DCP_DIR, process_group=self._group, no_dist=not d.enabled
+                )
                 self._pending = (fut, tmp, final)
                 log.info("checkpoint %s: writing in the background", final.name)
                 return final
@@ -258,7 +268,7 @@ class Checkpointer:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             atomic_write_text(self.root / LATEST, final.name + "\n")
-            keep = {p.name for p in list_checkpoints(self.root)[-self.keep_last:]} | {final.name}
+            keep = {p.name for p in list_checkpoints(self.root)[-self.keep_last :]} | {final.name}
             for p in list_checkpoints(self.root):
                 if p.name not in keep:
                     shutil.rmtree(p, ignore_errors=True)
@@ -283,8 +293,9 @@ def save_checkpoint(
 
 
 # --- loading ------------------------------------------------------------------------------------
-def load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, d: Dist,
-                    prefix: str = "model.") -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, d: Dist, prefix: str = "model."
+) -> dict[str, Any]:
     """Restore model, optimizer and RNG states in place (collective); return the saved trainer state.
 
     Reads the sharded layout (``dcp/``) onto the current world size, or a checkpoint written before it
@@ -298,8 +309,10 @@ def load_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optimi
     elif (path / "model.safetensors").is_file() and (path / "optimizer.pt").is_file():
         _load_full(path, module, optimizer, prefix)
     else:
-        raise BielikError(f"{path}: expected {DCP_DIR}/.metadata (sharded checkpoint) or model.safetensors + "
-                          "optimizer.pt (full-state checkpoint); found neither")
+        raise BielikError(
+            f"{path}: expected {DCP_DIR}/.metadata (sharded checkpoint) or model.safetensors + "
+            "optimizer.pt (full-state checkpoint); found neither"
+        )
     state = read_json(path / "state.json")
     _restore_rng(path, d, int(state.get("world_size", 1)), int(state["step"]))
     py = state.pop("python_rng", None)
@@ -314,8 +327,9 @@ def read_full_state(path: Path) -> dict[str, Any]:
 
     For inspection and conversion (e.g. comparing two runs' Adam moments); holds everything in memory.
     """
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     src = Path(path) / DCP_DIR
     if not (src / ".metadata").is_file():
@@ -333,8 +347,10 @@ def _load_sharded(path: Path, module: nn.Module, optimizer: torch.optim.Optimize
         with _one_process_ok():
             dcp.load(sd, checkpoint_id=path / DCP_DIR, no_dist=not d.enabled)
     except (Exception, CheckpointException) as e:  # CheckpointException lists every rank's error
-        raise BielikError(f"{path / DCP_DIR}: cannot load the sharded checkpoint into this model/optimizer "
-                          f"(a different architecture or a partial checkpoint?): {e}") from e
+        raise BielikError(
+            f"{path / DCP_DIR}: cannot load the sharded checkpoint into this model/optimizer "
+            f"(a different architecture or a partial checkpoint?): {e}"
+        ) from e
     set_model_state_dict(module, sd["model"], options=StateDictOptions(strict=True))
     set_optimizer_state_dict(module, optimizer, sd["optim"])
 
@@ -367,5 +383,6 @@ def _restore_rng(path: Path, d: Dist, saved_world: int, step: int) -> None:
         return
     seed = _derived_seed(rng["rank0.cpu"], r, step)
     torch.manual_seed(seed)  # seeds the accelerators' generators too
-    log.info("rank %d: not in the checkpoint's %d ranks; RNG seeded from rank 0's state (seed %d)",
-             r, saved_world, seed)
+    log.info(
+        "rank %d: not in the checkpoint's %d ranks; RNG seeded from rank 0's state (seed %d)", r, saved_world, seed
+    )

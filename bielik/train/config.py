@@ -18,7 +18,9 @@ class AdaptiveLRConfig(StageConfig):
     """
 
     enabled: bool = False
-    baseline_tokens: int = Field(4096, ge=1, description="BS: the global batch size in loss tokens at which lr_t = schedule(t)")
+    baseline_tokens: int = Field(
+        4096, ge=1, description="BS: the global batch size in loss tokens at which lr_t = schedule(t)"
+    )
     max_scale: float | None = Field(None, gt=0, description="cap on √(T_t/BS) (null: no cap, as in the paper)")
 
 
@@ -40,8 +42,12 @@ class OptimConfig(StageConfig):
 class PrepareConfig(StageConfig):
     """The objective's no-grad preparation pass (reference log-probs, teacher logits)."""
 
-    cache: str | None = Field(None, description="directory caching prepared values per example; 'auto' = <output>/prepared")
-    precompute: bool = Field(False, description="fill the cache over the whole training set before step 1 (needs cache)")
+    cache: str | None = Field(
+        None, description="directory caching prepared values per example; 'auto' = <output>/prepared"
+    )
+    precompute: bool = Field(
+        False, description="fill the cache over the whole training set before step 1 (needs cache)"
+    )
     frozen_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="dtype of frozen models (reference, teacher); auto = bfloat16 unless precision is fp32"
     )
@@ -55,11 +61,15 @@ class CheckpointConfig(StageConfig):
     resume: str = Field("auto", description="'auto' (latest in output dir if any), 'never', or a checkpoint path")
     save_final: bool = Field(True, description="write the final HF model to <output>/final")
     hf_export: bool = Field(
-        True, description="also write each checkpoint's weights as an HF model (model.safetensors): a full gather "
-        "on rank 0 per checkpoint; switch off for large models (the sharded dcp/ state is always written)")
+        True,
+        description="also write each checkpoint's weights as an HF model (model.safetensors): a full gather "
+        "on rank 0 per checkpoint; switch off for large models (the sharded dcp/ state is always written)",
+    )
     async_save: bool = Field(
-        False, description="write the sharded state in a background thread (dcp.async_save); off by default "
-        "because on CPU the write competes with training for the same cores")
+        False,
+        description="write the sharded state in a background thread (dcp.async_save); off by default "
+        "because on CPU the write competes with training for the same cores",
+    )
 
 
 class EvalConfig(StageConfig):
@@ -100,7 +110,9 @@ class EngineConfig(StageConfig):
     lm_head_chunk: int = Field(2048, ge=0, description="tokens per LM-head/CE chunk; 0: full logits (HF loss)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     seed: int = 0
-    peak_flops: float | None = Field(None, gt=0, description="per-device peak FLOP/s for MFU; default: `bielik bench peak` cache")
+    peak_flops: float | None = Field(
+        None, gt=0, description="per-device peak FLOP/s for MFU; default: `bielik bench peak` cache"
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -110,13 +122,12 @@ class EngineConfig(StageConfig):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
 
     @model_validator(mode="after")
-    def _check(self) -> "EngineConfig":
+    def _check(self) -> EngineConfig:
         if self.optim.min_lr > self.optim.lr:
             raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
         if self.prepare.precompute and not self.prepare.cache:
             raise ValueError("prepare.precompute needs prepare.cache (a directory, or 'auto')")
         return self
-
 
 
 def engine_field(description: str = "engine settings", **defaults: Any):
@@ -132,5 +143,8 @@ def engine_field(description: str = "engine settings", **defaults: Any):
             return value
         return deep_merge(defaults, value or {})
 
-    return Annotated[EngineConfig, BeforeValidator(merge), Field(default_factory=lambda: EngineConfig.model_validate(defaults),
-                                                                 description=description)]
+    return Annotated[
+        EngineConfig,
+        BeforeValidator(merge),
+        Field(default_factory=lambda: EngineConfig.model_validate(defaults), description=description),
+    ]

@@ -83,7 +83,9 @@ def broadcast_object(obj, d: Dist):
     return box[0]
 
 
-def wrap(module: nn.Module, layers: list[nn.Module], d: Dist, cfg: DistributedConfig, mp_dtype: torch.dtype | None) -> nn.Module:
+def wrap(
+    module: nn.Module, layers: list[nn.Module], d: Dist, cfg: DistributedConfig, mp_dtype: torch.dtype | None
+) -> nn.Module:
     """Wrap for data parallelism: DDP, or FSDP2 (``fully_shard`` each decoder layer, then the root)."""
     if not d.enabled:
         return module
@@ -94,7 +96,11 @@ def wrap(module: nn.Module, layers: list[nn.Module], d: Dist, cfg: DistributedCo
         return DDP(module, device_ids=ids)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32) if mp_dtype is not None else MixedPrecisionPolicy()
+    mp = (
+        MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32)
+        if mp_dtype is not None
+        else MixedPrecisionPolicy()
+    )
     for layer in layers:
         fully_shard(layer, mp_policy=mp, reshard_after_forward=cfg.reshard_after_forward)
     fully_shard(module, mp_policy=mp, reshard_after_forward=cfg.reshard_after_forward)

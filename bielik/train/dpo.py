@@ -39,9 +39,11 @@ log = get_logger(__name__)
 
 DPO_ENGINE = engine_field(
     "engine settings (DPO-P defaults: lr 1e-4 -> 1e-5, reference log-probs precomputed and cached)",
-    steps=100, micro_batch_size=8,
+    steps=100,
+    micro_batch_size=8,
     optim={"lr": 1e-4, "min_lr": 1e-5, "warmup_steps": 10, "weight_decay": 0.0},
-    eval={"every": 50, "batches": 8}, prepare={"cache": "auto", "precompute": True},
+    eval={"every": 50, "batches": 8},
+    prepare={"cache": "auto", "precompute": True},
 )
 
 
@@ -49,16 +51,27 @@ class DPOConfig(StageConfig):
     model: str = Field("runs/sft/final", description="HF model directory to align (the policy's starting point)")
     reference: str | None = Field(None, description="frozen reference model directory (default: a copy of `model`)")
     tokenizer: str | None = Field(None, description="tokenizer directory (default: the model's)")
-    data: list[str] = Field(default_factory=lambda: ["shipped"], description="preference JSONL/Parquet/HF-dataset paths; 'shipped', 'shipped:pl'")
+    data: list[str] = Field(
+        default_factory=lambda: ["shipped"],
+        description="preference JSONL/Parquet/HF-dataset paths; 'shipped', 'shipped:pl'",
+    )
     output: str = "runs/dpo"
     beta: float = Field(0.1, gt=0, description="β: inverse temperature of the implicit reward")
-    lam: float = Field(5.0, ge=0, description="λ of DPO-P: weight of the penalty on lost chosen likelihood (0: sigmoid DPO)")
+    lam: float = Field(
+        5.0, ge=0, description="λ of DPO-P: weight of the penalty on lost chosen likelihood (0: sigmoid DPO)"
+    )
     seq_len: int = Field(1024, ge=32, description="tokens per row; a pair (prompt + chosen + rejected) must fit in one")
-    too_long: Literal["truncate", "drop"] = Field("truncate", description="pairs longer than seq_len: cut both replies, or drop")
-    share_prompt: bool = Field(True, description="run the prompt once per pair (off: prompt+chosen and prompt+rejected separately)")
+    too_long: Literal["truncate", "drop"] = Field(
+        "truncate", description="pairs longer than seq_len: cut both replies, or drop"
+    )
+    share_prompt: bool = Field(
+        True, description="run the prompt once per pair (off: prompt+chosen and prompt+rejected separately)"
+    )
     pack: bool = Field(True, description="several pairs per row (off: one pair or sequence per row, padded)")
     max_pairs: int | None = Field(None, ge=1, description="use at most this many pairs (seeded sample)")
-    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="pairs held out (by hashed id) for validation metrics")
+    val_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="pairs held out (by hashed id) for validation metrics"
+    )
     weighting: bool = Field(True, description="scale each pair's loss by its weight/quality (off: weight 1)")
     normalize: Literal["pairs", "weights"] = Field("pairs", description="loss denominator: pairs, or Σ pair weights")
     quality_weights: dict[str, float] = Field(default_factory=lambda: {"high": 1.0, "medium": 0.7, "low": 0.5})
@@ -84,11 +97,25 @@ class PairBatches(RowBatches):
 
     what = "preference pairs"
 
-    def __init__(self, pairs, micro_batch_size: int, grad_accum: int, pad_id: int, seq_len: int, share_prompt: bool = True,
-                 pack: bool = True, rank: int = 0, world_size: int = 1, seed: int = 0, for_training: bool = True):
+    def __init__(
+        self,
+        pairs,
+        micro_batch_size: int,
+        grad_accum: int,
+        pad_id: int,
+        seq_len: int,
+        share_prompt: bool = True,
+        pack: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        for_training: bool = True,
+    ):
         self.pairs, self.pad_id, self.share, self.pack = pairs, pad_id, share_prompt, pack
         self.ids = np.array([content_id(p.prompt, p.chosen, p.rejected) for p in pairs], dtype=np.int64)
-        super().__init__(len(pairs), seq_len, micro_batch_size, grad_accum, rank, world_size, seed, "DPO data", for_training)
+        super().__init__(
+            len(pairs), seq_len, micro_batch_size, grad_accum, rank, world_size, seed, "DPO data", for_training
+        )
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         pairs = [self.pairs[i] for i in idx]
@@ -138,13 +165,21 @@ def build_pairs(tokenizer, cfg: DPOConfig) -> tuple[list, list, dict]:
             counts["dropped_too_long"] += 1
             continue
         counts["truncated"] += fitted is not e
-        encoded.append(fitted if cfg.weighting else type(fitted)(fitted.prompt, fitted.chosen, fitted.rejected, 1.0, fitted.key))
+        encoded.append(
+            fitted if cfg.weighting else type(fitted)(fitted.prompt, fitted.chosen, fitted.rejected, 1.0, fitted.key)
+        )
     train, val = split_heldout(encoded, cfg.val_fraction, cfg.seed)
     if not train:
         raise DataError(f"no training pairs in {cfg.data} ({counts})")
     tokens = sum(len(e.prompt) + len(e.chosen) + len(e.rejected) for e in train)
-    stats = {"inputs": list(cfg.data), **counts, "train_pairs": len(train), "val_pairs": len(val), "train_tokens": tokens,
-             "weights": {str(w): sum(1 for e in train if e.weight == w) for w in sorted({e.weight for e in train})}}
+    stats = {
+        "inputs": list(cfg.data),
+        **counts,
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        "train_tokens": tokens,
+        "weights": {str(w): sum(1 for e in train if e.weight == w) for w in sorted({e.weight for e in train})},
+    }
     return train, val, stats
 
 
@@ -165,23 +200,55 @@ def dpo(cfg: DPOConfig) -> dict:
     train, val, stats = build_pairs(tokenizer, cfg)
     model = load_hf_model(cfg.model)
     if model.config.vocab_size < len(tokenizer):
-        raise BielikError(f"tokenizer {tok_dir} has {len(tokenizer)} tokens but model {cfg.model} has vocab_size {model.config.vocab_size}")
+        raise BielikError(
+            f"tokenizer {tok_dir} has {len(tokenizer)} tokens but model {cfg.model} has vocab_size "
+            f"{model.config.vocab_size}"
+        )
     reference = load_hf_model(cfg.reference or cfg.model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     e = cfg.train
     d = init_distributed(e.device, e.distributed)
 
     def source(pairs, for_training=True):
-        return PairBatches(pairs, e.micro_batch_size, e.grad_accum if for_training else 1, pad, cfg.seq_len, cfg.share_prompt,
-                           cfg.pack, d.rank, d.world_size, e.seed, for_training)
+        return PairBatches(
+            pairs,
+            e.micro_batch_size,
+            e.grad_accum if for_training else 1,
+            pad,
+            cfg.seq_len,
+            cfg.share_prompt,
+            cfg.pack,
+            d.rank,
+            d.world_size,
+            e.seed,
+            for_training,
+        )
 
     objective = DPOPositive(reference, cfg.beta, cfg.lam, chunk=e.lm_head_chunk or 2048, normalize=cfg.normalize)
-    engine = Engine(e, model, objective, source(train), cfg.output, d, seq_len=cfg.seq_len,
-                    eval_batches=(lambda: source(val, False).eval_batches(e.eval.batches)) if val else None, run_config=cfg)
+    engine = Engine(
+        e,
+        model,
+        objective,
+        source(train),
+        cfg.output,
+        d,
+        seq_len=cfg.seq_len,
+        eval_batches=(lambda: source(val, False).eval_batches(e.eval.batches)) if val else None,
+        run_config=cfg,
+    )
     if d.is_main:
-        log.info("DPO-P (beta %g, lambda %g) of %s against %s on %s: %d pairs (%d held out); %d steps of %d pairs",
-                 cfg.beta, cfg.lam, cfg.model, cfg.reference or "a copy of it", cfg.data, len(train), len(val), e.steps,
-                 e.micro_batch_size * e.grad_accum * d.world_size)
+        log.info(
+            "DPO-P (beta %g, lambda %g) of %s against %s on %s: %d pairs (%d held out); %d steps of %d pairs",
+            cfg.beta,
+            cfg.lam,
+            cfg.model,
+            cfg.reference or "a copy of it",
+            cfg.data,
+            len(train),
+            len(val),
+            e.steps,
+            e.micro_batch_size * e.grad_accum * d.world_size,
+        )
         Path(cfg.output).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output) / "data.json", stats)
     summary = engine.fit()

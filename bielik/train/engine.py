@@ -26,8 +26,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,11 +62,16 @@ class ObjectiveModule(nn.Module):
     def __init__(self, model: nn.Module, objective: Objective):
         super().__init__()
         if isinstance(objective, nn.Module):
-            raise BielikError(f"objective {type(objective).__name__} must not be an nn.Module (its modules would be trained and saved)")
+            raise BielikError(
+                f"objective {type(objective).__name__} must not be an nn.Module "
+                "(its modules would be trained and saved)"
+            )
         self.model = model
         object.__setattr__(self, "_objective", objective)  # not a submodule: frozen models stay out of state_dict
 
-    def forward(self, batch: dict[str, torch.Tensor] | None = None, fn: Callable[[nn.Module], Any] | None = None) -> Any:
+    def forward(
+        self, batch: dict[str, torch.Tensor] | None = None, fn: Callable[[nn.Module], Any] | None = None
+    ) -> Any:
         """The objective's loss on ``batch``, or ``fn(model)`` (sampling through the wrapped root)."""
         if fn is not None:
             return fn(self.model)
@@ -136,11 +142,21 @@ class Engine:
         self.optimizer = build_adamw(self.module, cfg.optim, self.device.type)
         self.peak = cfg.peak_flops or cached_peak(self.device, self.compute_dtype)
         self.ckpt_root = self.out_dir / "checkpoints"
-        self.checkpointer = ckpt.Checkpointer(self.ckpt_root, dist, cfg.checkpoint.keep_last,
-                                              hf_export=cfg.checkpoint.hf_export, async_save=cfg.checkpoint.async_save)
+        self.checkpointer = ckpt.Checkpointer(
+            self.ckpt_root,
+            dist,
+            cfg.checkpoint.keep_last,
+            hf_export=cfg.checkpoint.hf_export,
+            async_save=cfg.checkpoint.async_save,
+        )
         self.metrics = MetricsWriter(
-            self.out_dir, dist.is_main, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
-            cfg.logging.wandb_mode, run_config.model_dump(mode="json") if run_config else None,
+            self.out_dir,
+            dist.is_main,
+            cfg.logging.tensorboard,
+            cfg.logging.wandb,
+            cfg.logging.wandb_project,
+            cfg.logging.wandb_mode,
+            run_config.model_dump(mode="json") if run_config else None,
         )
 
     # --- frozen models, preparation pass, policy sampling ---------------------------------------
@@ -172,15 +188,19 @@ class Engine:
         trained = {id(p) for p in self.module.parameters()}
         for name, m in self.objective.frozen_models().items():
             if any(id(p) in trained for p in m.parameters()):
-                raise BielikError(f"frozen model '{name}' shares parameters with the trained model; pass a separate copy")
+                raise BielikError(
+                    f"frozen model '{name}' shares parameters with the trained model; pass a separate copy"
+                )
 
     def _open_prep_cache(self) -> PreparedCache | None:
         spec = self.cfg.prepare.cache
         if not spec or not self.objective.has_prepare:
             return None
         root = self.out_dir / "prepared" if spec == "auto" else Path(spec)
-        frozen = {n: {"class": type(m).__name__, "source": str(getattr(getattr(m, "config", None), "_name_or_path", ""))}
-                  for n, m in self.objective.frozen_models().items()}
+        frozen = {
+            n: {"class": type(m).__name__, "source": str(getattr(getattr(m, "config", None), "_name_or_path", ""))}
+            for n, m in self.objective.frozen_models().items()
+        }
         fingerprint = {"objective": self.objective.name, "frozen": frozen, "frozen_dtype": str(self._frozen_dtype())}
         if not self.dist.is_main:  # rank 0 writes meta.json first
             barrier(self.dist)
@@ -274,18 +294,27 @@ class Engine:
 
     def _global_counts(self, micro: list[dict[str, torch.Tensor]]) -> tuple[float, float, float]:
         obj = self.objective
-        local = [sum(float(obj.loss_units(b)) for b in micro), sum(float(obj.loss_tokens(b)) for b in micro),
-                 sum(float(obj.real_tokens(b)) for b in micro)]
-        units, loss_tokens, real = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device), self.dist).tolist()
+        local = [
+            sum(float(obj.loss_units(b)) for b in micro),
+            sum(float(obj.loss_tokens(b)) for b in micro),
+            sum(float(obj.real_tokens(b)) for b in micro),
+        ]
+        units, loss_tokens, real = all_reduce_sum(
+            torch.tensor(local, dtype=torch.float64, device=self.device), self.dist
+        ).tolist()
         return units, loss_tokens, real
 
-    def _reduce_metrics(self, sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor], units: float) -> dict[str, float]:
+    def _reduce_metrics(
+        self, sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor], units: float
+    ) -> dict[str, float]:
         """Σ over ranks of every metric's sum and count; a metric without its own count is over the loss units."""
         keys = sorted(sums)
-        vec = torch.stack([sums[k].reshape(()) for k in keys] + [counts[k].reshape(()) for k in keys if k in counts]).double()
+        vec = torch.stack(
+            [sums[k].reshape(()) for k in keys] + [counts[k].reshape(()) for k in keys if k in counts]
+        ).double()
         vec = all_reduce_sum(vec, self.dist).cpu().tolist()
         totals = dict(zip(keys, vec[: len(keys)]))
-        denoms = dict(zip([k for k in keys if k in counts], vec[len(keys):]))
+        denoms = dict(zip([k for k in keys if k in counts], vec[len(keys) :]))
         return {k: totals[k] / denoms.get(k, units) if denoms.get(k, units) else float("nan") for k in keys}
 
     @staticmethod
@@ -321,8 +350,13 @@ class Engine:
         else:
             self.nan_skipped += 1
             self._consecutive_bad += 1
-            log.warning("step %d: non-finite loss/grad-norm (%s, %s); update skipped (%d in a row)",
-                        self.step, stats["loss_sum"], grad_norm, self._consecutive_bad)
+            log.warning(
+                "step %d: non-finite loss/grad-norm (%s, %s); update skipped (%d in a row)",
+                self.step,
+                stats["loss_sum"],
+                grad_norm,
+                self._consecutive_bad,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += int(real_tokens)
@@ -332,8 +366,15 @@ class Engine:
                 f"(nan_guard.max_consecutive={self.cfg.nan_guard.max_consecutive}); lower optim.lr or check the data"
             )
         loss = stats.pop("loss_sum")
-        rec = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "skipped": not finite, "real_tokens": real_tokens,
-               "loss_tokens": loss_tokens, "units": units_global}
+        rec = {
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "skipped": not finite,
+            "real_tokens": real_tokens,
+            "loss_tokens": loss_tokens,
+            "units": units_global,
+        }
         if self.cfg.optim.alr.enabled:
             rec["lr_schedule"] = lr_schedule
         return {**rec, **{k: v for k, v in stats.items() if k != "loss"}}
@@ -445,10 +486,14 @@ class Engine:
         rec = window[-1]
         tps = sum(r["real_tokens"] for r in window) / dt
         row = {
-            "kind": "train", "step": self.step, "tokens": self.tokens,
+            "kind": "train",
+            "step": self.step,
+            "tokens": self.tokens,
             "loss": sum(r["loss"] for r in window) / len(window),
-            "lr": rec["lr"], "grad_norm": rec["grad_norm"],  # the window's last step, like lr_schedule below
-            "tokens_per_s": tps, "skipped_steps": self.nan_skipped,
+            "lr": rec["lr"],
+            "grad_norm": rec["grad_norm"],  # the window's last step, like lr_schedule below
+            "tokens_per_s": tps,
+            "skipped_steps": self.nan_skipped,
             **({"lr_schedule": rec["lr_schedule"]} if "lr_schedule" in rec else {}),
         }
         if self.peak:
@@ -468,7 +513,9 @@ class Engine:
             self.train.bind_policy(self.policy_call)
         if self.prep_cache is not None and cfg.prepare.precompute and self.step == 0:
             if not hasattr(self.train, "iter_dataset"):
-                raise BielikError(f"train.prepare.precompute: the batch source {type(self.train).__name__} cannot list its data set")
+                raise BielikError(
+                    f"train.prepare.precompute: the batch source {type(self.train).__name__} cannot list its data set"
+                )
             self.precompute(self.train.iter_dataset())
         summary: dict[str, Any] = {"start_step": self.step}
         history: list[dict[str, float]] = []
@@ -487,8 +534,11 @@ class Engine:
                     self.metrics.write(row)
                     history.append(row)
                     mfu = f" mfu {100 * row['mfu']:.1f}%" if "mfu" in row else ""
-                    bar.advance(len(window), info=f"loss {row['loss']:.4f} lr {row['lr']:.2e} gnorm {row['grad_norm']:.2f} "
-                                                  f"{row['tokens_per_s']:,.0f} tok/s{mfu}")
+                    bar.advance(
+                        len(window),
+                        info=f"loss {row['loss']:.4f} lr {row['lr']:.2e} gnorm {row['grad_norm']:.2f} "
+                        f"{row['tokens_per_s']:,.0f} tok/s{mfu}",
+                    )
                     window_t, window = time.perf_counter(), []
                 if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
                     self._log_eval()
@@ -500,17 +550,25 @@ class Engine:
         if self.prep_cache is not None:
             self.prep_cache.flush()
             summary["prepare_cache"] = {"hits": self.prep_cache.hits, "misses": self.prep_cache.misses}
-        if cfg.checkpoint.every and not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists() and self._at_boundary():
+        if (
+            cfg.checkpoint.every
+            and not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists()
+            and self._at_boundary()
+        ):
             self.wait_for_checkpoint()  # an async save of this very step may still be in flight
             if not (self.ckpt_root / ckpt.checkpoint_name(self.step)).exists():
                 self.save_checkpoint()
         self.wait_for_checkpoint()  # no save in flight past fit(): `latest` names a complete checkpoint
         summary.update(
-            steps=self.step, tokens=self.tokens, skipped_steps=self.nan_skipped,
+            steps=self.step,
+            tokens=self.tokens,
+            skipped_steps=self.nan_skipped,
             final_train_loss=history[-1]["loss"] if history else None,
             tokens_per_s=(sum(h["tokens_per_s"] for h in history) / len(history)) if history else None,
             mfu=(sum(h.get("mfu", 0.0) for h in history) / len(history)) if history and self.peak else None,
-            flops_per_token=self.flops_per_token, peak_flops=self.peak, world_size=self.dist.world_size,
+            flops_per_token=self.flops_per_token,
+            peak_flops=self.peak,
+            world_size=self.dist.world_size,
         )
         self.metrics.close()
         return summary

@@ -77,25 +77,41 @@ def _fill_group(g: Group, at: int, seg: int, r: int, arrays: dict, targets: list
     """Write group ``g`` into row ``r`` from position ``at``; append its (row, src, id) targets."""
     p = len(g.prompt)
     ids, pos, segs, part = arrays["input_ids"], arrays["position_ids"], arrays["seg"], arrays["part"]
-    ids[r, at : at + p], pos[r, at : at + p], segs[r, at : at + p], part[r, at : at + p] = g.prompt, np.arange(p), seg, 0
+    ids[r, at : at + p], pos[r, at : at + p], segs[r, at : at + p], part[r, at : at + p] = (
+        g.prompt,
+        np.arange(p),
+        seg,
+        0,
+    )
     last_prompt, cur = at + p - 1, at + p
     for j, c in enumerate(g.completions):
         n = len(c)
-        ids[r, cur : cur + n], pos[r, cur : cur + n], segs[r, cur : cur + n], part[r, cur : cur + n] = c, p + np.arange(n), seg, j + 1
+        ids[r, cur : cur + n], pos[r, cur : cur + n], segs[r, cur : cur + n], part[r, cur : cur + n] = (
+            c,
+            p + np.arange(n),
+            seg,
+            j + 1,
+        )
         src = np.concatenate([[last_prompt], np.arange(cur, cur + n - 1)])
         targets.append((np.full(n, r), src, c))
         cur += n
     return cur
 
 
-def group_batch(groups: Sequence[Group], rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+def group_batch(
+    groups: Sequence[Group], rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors of one micro-batch: ``groups[i]`` for the indices of each row (see the module
     docstring). Groups and completions are numbered in row order, then in order within a row."""
     order = [i for row in rows for i in row]
     width = width or max(sum(len(groups[i]) for i in row) for row in rows)
     shape = (len(rows), width)
-    arrays = {"input_ids": np.full(shape, pad_id, np.int64), "position_ids": np.zeros(shape, np.int64),
-              "seg": np.full(shape, -1, np.int64), "part": np.full(shape, -1, np.int64)}
+    arrays = {
+        "input_ids": np.full(shape, pad_id, np.int64),
+        "position_ids": np.zeros(shape, np.int64),
+        "seg": np.full(shape, -1, np.int64),
+        "part": np.full(shape, -1, np.int64),
+    }
     targets: list = []
     needs_mask = False
     seg = 0
@@ -139,14 +155,17 @@ def _attention_mask(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.T
         return allowed
     if impl == "eager":
         dtype = next(model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
     raise BielikError(f"shared-prompt rows need attention with a custom mask (sdpa or eager), not '{impl}'")
 
 
 def completion_logprobs(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048) -> torch.Tensor:
     """(N,) log πθ(target_ids) at every completion token of the batch (the LM head only at those)."""
-    hidden = decoder_hidden_states(model, batch["input_ids"], position_ids=batch["position_ids"],
-                                   attention_mask=_attention_mask(model, batch))
+    hidden = decoder_hidden_states(
+        model, batch["input_ids"], position_ids=batch["position_ids"], attention_mask=_attention_mask(model, batch)
+    )
     h = hidden[batch["target_row"], batch["target_src"]]
     return chunked_token_logprobs(h, lm_head_weight(model), batch["target_ids"], chunk=chunk)
 
@@ -154,4 +173,6 @@ def completion_logprobs(model: nn.Module, batch: dict[str, torch.Tensor], chunk:
 def sequence_sums(token_values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(S,) Σ over each completion's tokens of ``token_values`` (N,)."""
     n = int(batch["seq_group"].shape[0])
-    return torch.zeros(n, dtype=token_values.dtype, device=token_values.device).index_add(0, batch["target_seq"], token_values)
+    return torch.zeros(n, dtype=token_values.dtype, device=token_values.device).index_add(
+        0, batch["target_seq"], token_values
+    )

@@ -45,9 +45,11 @@ log = get_logger(__name__)
 
 GRPO_ENGINE = engine_field(
     "engine settings (GRPO defaults: lr 1e-5 constant after warm-up; micro_batch_size = prompts per micro-batch)",
-    steps=50, micro_batch_size=4,
+    steps=50,
+    micro_batch_size=4,
     optim={"lr": 1e-5, "min_lr": 1e-5, "warmup_steps": 0, "weight_decay": 0.0, "schedule": "constant"},
-    eval={"every": 0, "at_start": False}, logging={"every": 1},
+    eval={"every": 0, "at_start": False},
+    logging={"every": 1},
 )
 
 
@@ -55,7 +57,10 @@ class GRPOConfig(StageConfig):
     model: str = Field("runs/sft/final", description="HF model directory to train (the policy's starting point)")
     reference: str | None = Field(None, description="frozen reference model directory (default: a copy of `model`)")
     tokenizer: str | None = Field(None, description="tokenizer directory (default: the model's)")
-    data: list[str] = Field(default_factory=lambda: ["shipped"], description="task JSONL/Parquet/HF-dataset paths ({question, answer}); 'shipped'")
+    data: list[str] = Field(
+        default_factory=lambda: ["shipped"],
+        description="task JSONL/Parquet/HF-dataset paths ({question, answer}); 'shipped'",
+    )
     output: str = "runs/grpo"
     system_prompt: str | None = Field(None, description="a system turn before every question")
     group_size: int = Field(8, ge=2, description="G: completions sampled per question")
@@ -69,15 +74,27 @@ class GRPOConfig(StageConfig):
     clip_eps: float = Field(0.2, gt=0, description="ε: the ratio is clipped to [1 - ε, 1 + ε_high]")
     clip_eps_high: float | None = Field(None, gt=0, description="ε_high (default ε; DAPO's clip-higher uses 0.28)")
     scale_advantages: bool = Field(True, description="divide by the group's reward std (off: Dr. GRPO)")
-    normalize: Literal["sequence", "token"] = Field("sequence", description="per-completion token mean (paper) or token sum / tokens (DAPO)")
-    rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1}, description="reward name -> weight")
-    reward_modules: list[str] = Field(default_factory=list, description="modules to import first (they register rewards)")
+    normalize: Literal["sequence", "token"] = Field(
+        "sequence", description="per-completion token mean (paper) or token sum / tokens (DAPO)"
+    )
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 1.0, "format": 0.1}, description="reward name -> weight"
+    )
+    reward_modules: list[str] = Field(
+        default_factory=list, description="modules to import first (they register rewards)"
+    )
     share_prompt: bool = Field(True, description="run each prompt once for its G completions")
     max_prompt_tokens: int = Field(512, ge=8, description="questions whose rendered prompt is longer are skipped")
     max_tasks: int | None = Field(None, ge=1, description="use at most this many tasks (seeded sample)")
-    val_fraction: float = Field(0.02, ge=0.0, lt=1.0, description="tasks held out (by hashed id) for the before/after evaluation")
-    eval_data: list[str] = Field(default_factory=list, description="held-out task files for the evaluation (instead of val_fraction)")
-    eval_tasks: int = Field(64, ge=0, description="held-out tasks answered greedily before and after training (0: none)")
+    val_fraction: float = Field(
+        0.02, ge=0.0, lt=1.0, description="tasks held out (by hashed id) for the before/after evaluation"
+    )
+    eval_data: list[str] = Field(
+        default_factory=list, description="held-out task files for the evaluation (instead of val_fraction)"
+    )
+    eval_tasks: int = Field(
+        64, ge=0, description="held-out tasks answered greedily before and after training (0: none)"
+    )
     sampler: Literal["bielik", "vllm"] = Field("bielik", description="bielik's KV-cache sampler, or vLLM (GPU)")
     seed: int = 0
     train: GRPO_ENGINE
@@ -114,7 +131,9 @@ def build_prompts(tokenizer, cfg: GRPOConfig) -> tuple[list[Prompt], list[Prompt
         parts.append(out)
     stats.update(train_tasks=len(parts[0]), val_tasks=len(parts[1]))
     if len(parts[0]) < cfg.prompts_per_rollout:
-        raise DataError(f"{len(parts[0])} training tasks in {cfg.data}, fewer than one rollout of {cfg.prompts_per_rollout}")
+        raise DataError(
+            f"{len(parts[0])} training tasks in {cfg.data}, fewer than one rollout of {cfg.prompts_per_rollout}"
+        )
     return parts[0], parts[1][: cfg.eval_tasks], stats
 
 
@@ -122,8 +141,20 @@ def build_prompts(tokenizer, cfg: GRPOConfig) -> tuple[list[Prompt], list[Prompt
 class RolloutMaker:
     """``make_rollout`` for :class:`~bielik.train.rollout.RolloutSource`: sample, reward, advantages, rows."""
 
-    def __init__(self, tokenizer, rewards: dict[str, float], params, group_size: int, micro_prompts: int, pad_id: int,
-                 share_prompt: bool = True, scale: bool = True, reuse: int = 1, chunk: int = 2048, sampler=None):
+    def __init__(
+        self,
+        tokenizer,
+        rewards: dict[str, float],
+        params,
+        group_size: int,
+        micro_prompts: int,
+        pad_id: int,
+        share_prompt: bool = True,
+        scale: bool = True,
+        reuse: int = 1,
+        chunk: int = 2048,
+        sampler=None,
+    ):
         self.tok, self.params, self.g, self.micro, self.pad = tokenizer, params, group_size, micro_prompts, pad_id
         self.weights = rewards
         self.fns = get_rewards(list(rewards))
@@ -153,7 +184,9 @@ class RolloutMaker:
             return self.sampler(policy_call, prompt_ids, self.params, generator)
         return policy_call(lambda m: sample(m, prompt_ids, self.params, self.tok, pad_id=self.pad, generator=generator))
 
-    def micro_batch(self, prompts: list[Prompt], completions, per_seq: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def micro_batch(
+        self, prompts: list[Prompt], completions, per_seq: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Shared-prompt rows of ``prompts`` and their G completions each, per-completion values in row order."""
         comp = [np.asarray(c.token_ids, dtype=np.int64) for c in completions]
         if self.share:
@@ -186,7 +219,9 @@ def _on(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
 
 
-def evaluate_prompts(policy_call, prompts: list[Prompt], maker: RolloutMaker, params, batch: int = 64) -> dict[str, float]:
+def evaluate_prompts(
+    policy_call, prompts: list[Prompt], maker: RolloutMaker, params, batch: int = 64
+) -> dict[str, float]:
     """Greedy answers to ``prompts``: mean of every reward, their weighted sum and the completion length."""
     import dataclasses
 
@@ -196,7 +231,9 @@ def evaluate_prompts(policy_call, prompts: list[Prompt], maker: RolloutMaker, pa
     sums: dict[str, float] = {}
     for s in range(0, len(prompts), batch):
         part = prompts[s : s + batch]
-        comps = policy_call(lambda m, part=part: sample(m, [p.ids.tolist() for p in part], greedy, maker.tok, pad_id=maker.pad))
+        comps = policy_call(
+            lambda m, part=part: sample(m, [p.ids.tolist() for p in part], greedy, maker.tok, pad_id=maker.pad)
+        )
         for k, v in maker.score(part, comps, per_prompt=1).items():
             sums[k] = sums.get(k, 0.0) + float(v.sum())
     return {k.removeprefix("reward_") if k != "reward" else "reward": v / max(1, len(prompts)) for k, v in sums.items()}
@@ -206,10 +243,14 @@ def evaluate_prompts(policy_call, prompts: list[Prompt], maker: RolloutMaker, pa
 def _check(cfg: GRPOConfig, world: int) -> None:
     e = cfg.train
     if e.prepare.cache:
-        raise ConfigError("train.prepare.cache: GRPO's reference log-probs depend on the sampled completions and are not "
-                          "cached on disk (they are kept for a rollout's replays in memory); set it to null")
+        raise ConfigError(
+            "train.prepare.cache: GRPO's reference log-probs depend on the sampled completions and are not "
+            "cached on disk (they are kept for a rollout's replays in memory); set it to null"
+        )
     if cfg.prompts_per_rollout % world:
-        raise ConfigError(f"prompts_per_rollout ({cfg.prompts_per_rollout}) must be a multiple of the {world} processes")
+        raise ConfigError(
+            f"prompts_per_rollout ({cfg.prompts_per_rollout}) must be a multiple of the {world} processes"
+        )
     if e.grad_accum != 1:
         log.warning("train.grad_accum is ignored by GRPO: a step accumulates over all micro-batches of its rollout")
     for mod in cfg.reward_modules:
@@ -238,25 +279,53 @@ def grpo(cfg: GRPOConfig) -> dict:
     model = load_hf_model(cfg.model)
     reference = load_hf_model(cfg.reference or cfg.model) if cfg.beta > 0 else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                            stop_token_ids=frozenset(end_of_turn_ids(tokenizer)), lockstep=d.enabled)
+    params = SamplingParams(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        stop_token_ids=frozenset(end_of_turn_ids(tokenizer)),
+        lockstep=d.enabled,
+    )
     sampler = None
     if cfg.sampler == "vllm":
         from bielik.train.vllm_rollout import VLLMSampler
 
         sampler = VLLMSampler(cfg.model, tokenizer, seed=cfg.seed)
-    maker = RolloutMaker(tokenizer, cfg.rewards, params, cfg.group_size, e.micro_batch_size, pad, cfg.share_prompt,
-                         cfg.scale_advantages, cfg.reuse, e.lm_head_chunk or 2048, sampler)
+    maker = RolloutMaker(
+        tokenizer,
+        cfg.rewards,
+        params,
+        cfg.group_size,
+        e.micro_batch_size,
+        pad,
+        cfg.share_prompt,
+        cfg.scale_advantages,
+        cfg.reuse,
+        e.lm_head_chunk or 2048,
+        sampler,
+    )
     source = RolloutSource(train, maker, cfg.prompts_per_rollout, cfg.reuse, d.rank, d.world_size, cfg.seed)
     objective = GRPO(reference, cfg.beta, cfg.clip_eps, cfg.clip_eps_high, cfg.normalize, e.lm_head_chunk or 2048)
     seq_len = int(max(len(p.ids) for p in train)) + cfg.max_new_tokens
     engine = Engine(e, model, objective, source, cfg.output, d, seq_len=seq_len, run_config=cfg)
     if d.is_main:
-        log.info("GRPO of %s on %s: %d tasks, G=%d, %d prompts per rollout, mu=%d, beta %g; %d steps",
-                 cfg.model, cfg.data, len(train), cfg.group_size, cfg.prompts_per_rollout, cfg.reuse, cfg.beta, e.steps)
+        log.info(
+            "GRPO of %s on %s: %d tasks, G=%d, %d prompts per rollout, mu=%d, beta %g; %d steps",
+            cfg.model,
+            cfg.data,
+            len(train),
+            cfg.group_size,
+            cfg.prompts_per_rollout,
+            cfg.reuse,
+            cfg.beta,
+            e.steps,
+        )
         Path(cfg.output).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output) / "data.json", stats)
-    mine = val[: len(val) // d.world_size * d.world_size][d.rank :: d.world_size]  # the same number on every rank (lockstep)
+    mine = val[: len(val) // d.world_size * d.world_size][
+        d.rank :: d.world_size
+    ]  # the same number on every rank (lockstep)
     from bielik.train import checkpoint as ckpt
 
     fresh = e.checkpoint.resume == "never" or ckpt.latest_checkpoint(engine.ckpt_root) is None

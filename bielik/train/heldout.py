@@ -20,7 +20,7 @@ module, whose forward gathers FSDP2 shards; for a causal-LM objective its ``val_
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
@@ -52,9 +52,13 @@ def rolling_windows(tokens: Sequence[int], window: int, prefix: int | None) -> l
 def _plain_head(model) -> bool:
     head = model.get_output_embeddings()
     cfg = model.config
-    return (isinstance(head, torch.nn.Linear) and head.bias is None
-            and getattr(cfg, "final_logit_softcapping", None) is None and getattr(cfg, "logit_scale", None) is None
-            and hasattr(model, "base_model_prefix"))
+    return (
+        isinstance(head, torch.nn.Linear)
+        and head.bias is None
+        and getattr(cfg, "final_logit_softcapping", None) is None
+        and getattr(cfg, "logit_scale", None) is None
+        and hasattr(model, "base_model_prefix")
+    )
 
 
 @torch.no_grad()
@@ -75,8 +79,13 @@ def token_nll(model, input_ids: torch.Tensor, targets: torch.Tensor, chunk: int 
 
 
 @torch.no_grad()
-def window_nll(model, windows: Sequence[tuple[Sequence[int], Sequence[int]]], batch_tokens: int = 8192,
-               chunk: int = 1024, pad_id: int = 0) -> list[float]:
+def window_nll(
+    model,
+    windows: Sequence[tuple[Sequence[int], Sequence[int]]],
+    batch_tokens: int = 8192,
+    chunk: int = 1024,
+    pad_id: int = 0,
+) -> list[float]:
     """Σ −log p over each window's targets (float64 sums); windows batched under ``rows x length <= batch_tokens``.
 
     Right padding, so a batch equals its windows scored one at a time up to float summation order.

@@ -61,7 +61,7 @@ class _FusedLinearCE(torch.autograd.Function):
                 weighted += (ce * tw).sum()
                 plain += ce.sum()
                 if need_h or need_w:
-                    g = e.mul_((tw[:, None] / total))  # w·softmax(z)
+                    g = e.mul_(tw[:, None] / total)  # w·softmax(z)
                     g.scatter_add_(1, t0[:, None], -tw[:, None])  # − w·onehot(y)
                     g = g.to(dtype)
                     if need_h:
@@ -104,7 +104,9 @@ def fused_linear_cross_entropy(
     return _FusedLinearCE.apply(hidden, weight, targets, token_weights, max(1, chunk), _compute_dtype(hidden, weight))
 
 
-def chunked_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def chunked_token_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 2048
+) -> torch.Tensor:
     """log softmax(W·h_t)[y_t] for every position (0 where the target is ``IGNORE_INDEX``).
 
     ``hidden`` (..., H) and ``targets`` (...) — the result has the shape of ``targets``.
@@ -120,7 +122,9 @@ def chunked_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: 
         return lp * valid
 
     outs = [
-        checkpoint(piece, h[s : s + chunk], t[s : s + chunk], use_reentrant=False) if torch.is_grad_enabled() else piece(h[s : s + chunk], t[s : s + chunk])
+        checkpoint(piece, h[s : s + chunk], t[s : s + chunk], use_reentrant=False)
+        if torch.is_grad_enabled()
+        else piece(h[s : s + chunk], t[s : s + chunk])
         for s in range(0, h.shape[0], max(1, chunk))
     ]
     return torch.cat(outs).reshape(shape)

@@ -178,5 +178,7 @@ def clipped_policy_loss(
 def per_sequence_mean(values: torch.Tensor, seq_index: torch.Tensor, n_seqs: int) -> torch.Tensor:
     """(S,) mean of ``values`` (N,) over the tokens of each sequence (``seq_index`` (N,) in [0, S))."""
     sums = torch.zeros(n_seqs, dtype=values.dtype, device=values.device).index_add(0, seq_index, values)
-    counts = torch.zeros(n_seqs, dtype=values.dtype, device=values.device).index_add(0, seq_index, torch.ones_like(values))
+    counts = torch.zeros(n_seqs, dtype=values.dtype, device=values.device).index_add(
+        0, seq_index, torch.ones_like(values)
+    )
     return sums / counts.clamp_min(1)

@@ -48,8 +48,16 @@ def cached_peak(device: torch.device, dtype: torch.dtype) -> float | None:
 class MetricsWriter:
     """Append-only JSON lines, one record per event, flushed as written (rank 0 only)."""
 
-    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = False, wandb: bool = False,
-                 wandb_project: str = "bielik", wandb_mode: str = "offline", config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        enabled: bool,
+        tensorboard: bool = False,
+        wandb: bool = False,
+        wandb_project: str = "bielik",
+        wandb_mode: str = "offline",
+        config: dict[str, Any] | None = None,
+    ):
         self.enabled = enabled
         self._fh = None
         self._tb = None
@@ -57,12 +65,15 @@ class MetricsWriter:
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._fh = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._fh = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                log.warning("logging.tensorboard=true but tensorboard is not installed: pip install 'bielik-toolkit[tensorboard]'")
+                log.warning(
+                    "logging.tensorboard=true but tensorboard is not installed: pip install "
+                    "'bielik-toolkit[tensorboard]'"
+                )
             else:
                 self._tb = SummaryWriter(str(out_dir / "tensorboard"))
         if wandb:

@@ -42,8 +42,14 @@ def _row_length(batch: dict[str, torch.Tensor], i: int) -> int:
 
 
 class PreparedCache:
-    def __init__(self, root: str | Path, fingerprint: dict[str, Any], rank: int = 0, token_keys: frozenset[str] = frozenset(),
-                 flush_every: int = 4096):
+    def __init__(
+        self,
+        root: str | Path,
+        fingerprint: dict[str, Any],
+        rank: int = 0,
+        token_keys: frozenset[str] = frozenset(),
+        flush_every: int = 4096,
+    ):
         self.root = Path(root)
         self.rank = rank
         self.token_keys = token_keys
@@ -84,7 +90,9 @@ class PreparedCache:
     @staticmethod
     def _ids(batch: dict[str, torch.Tensor]) -> list[int]:
         if "example_ids" not in batch:
-            raise BielikError("train.prepare.cache needs batches that carry 'example_ids' (this batch source gives none)")
+            raise BielikError(
+                "train.prepare.cache needs batches that carry 'example_ids' (this batch source gives none)"
+            )
         return [int(i) for i in batch["example_ids"].reshape(-1).tolist()]
 
     def lookup(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
@@ -100,8 +108,12 @@ class PreparedCache:
         for key in rows[0]:
             vals = [r[key] for r in rows]
             if key in self.token_keys:
-                vals = [torch.nn.functional.pad(v, (0, 0) * (v.ndim - 1) + (0, length - v.shape[0])) if v.shape[0] < length else v[:length]
-                        for v in vals]
+                vals = [
+                    torch.nn.functional.pad(v, (0, 0) * (v.ndim - 1) + (0, length - v.shape[0]))
+                    if v.shape[0] < length
+                    else v[:length]
+                    for v in vals
+                ]
             out[key] = torch.stack(vals).to(batch["input_ids"].device)
         return out
 
@@ -110,7 +122,10 @@ class PreparedCache:
             if ex in self.values:
                 continue
             n = _row_length(batch, i) if self.token_keys else 0  # only per-token outputs are trimmed
-            row = {k: (v[i, :n] if k in self.token_keys else v[i]).detach().to("cpu").contiguous().clone() for k, v in prepared.items()}
+            row = {
+                k: (v[i, :n] if k in self.token_keys else v[i]).detach().to("cpu").contiguous().clone()
+                for k, v in prepared.items()
+            }
             self.values[ex] = row
             self._pending.update({f"{ex}/{k}": v for k, v in row.items()})
         if len(self._pending) >= self.flush_every:

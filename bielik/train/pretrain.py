@@ -48,17 +48,33 @@ def pretrain(cfg: PretrainConfig) -> dict:
     d = init_distributed(e.device, e.distributed)
     source = PackedRowBatches(train_rows, e.micro_batch_size, e.grad_accum, d.rank, d.world_size, e.seed)
     engine = Engine(
-        e, model, CausalLM(chunk=e.lm_head_chunk), source, cfg.output, d,
+        e,
+        model,
+        CausalLM(chunk=e.lm_head_chunk),
+        source,
+        cfg.output,
+        d,
         seq_len=train_rows.seq_len,
-        eval_batches=(lambda: eval_batches(val_rows, e.micro_batch_size, e.eval.batches, d.rank, d.world_size)) if len(val_rows) else None,
+        eval_batches=(lambda: eval_batches(val_rows, e.micro_batch_size, e.eval.batches, d.rank, d.world_size))
+        if len(val_rows)
+        else None,
         run_config=cfg,
     )
     if d.is_main:
-        log.info("pretraining %s on %s: %d steps x %d tokens, precision %s, %d process(es)",
-                 cfg.model, cfg.data, e.steps, source.tokens_per_step, e.precision, d.world_size)
+        log.info(
+            "pretraining %s on %s: %d steps x %d tokens, precision %s, %d process(es)",
+            cfg.model,
+            cfg.data,
+            e.steps,
+            source.tokens_per_step,
+            e.precision,
+            d.world_size,
+        )
     summary = engine.fit()
     if e.checkpoint.save_final:
         engine.export(Path(cfg.output) / "final", extra_dirs=[cfg.model])
     if d.is_main:
-        write_stage_record(cfg.output, "train.pretrain", cfg, inputs={"model": cfg.model, "data": cfg.data}, metrics=summary)
+        write_stage_record(
+            cfg.output, "train.pretrain", cfg, inputs={"model": cfg.model, "data": cfg.data}, metrics=summary
+        )
     return summary

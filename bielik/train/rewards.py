@@ -62,8 +62,10 @@ def get_rewards(names) -> dict[str, RewardFn]:
     """The reward functions of ``names``; an unknown name is an error listing the known ones."""
     missing = [n for n in names if n not in REWARDS]
     if missing:
-        raise BielikError(f"unknown reward(s) {missing}; known: {', '.join(sorted(REWARDS))} "
-                          "(register your own with @bielik.train.rewards.reward and list its module in reward_modules)")
+        raise BielikError(
+            f"unknown reward(s) {missing}; known: {', '.join(sorted(REWARDS))} "
+            "(register your own with @bielik.train.rewards.reward and list its module in reward_modules)"
+        )
     return {n: REWARDS[n] for n in names}
 
 

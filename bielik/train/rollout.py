@@ -16,7 +16,8 @@ the rollout an uninterrupted run would have sampled next.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,20 @@ class RolloutSource:
     must return the same number of them (the engine accumulates over them in lockstep).
     """
 
-    def __init__(self, prompts: Sequence[Any], make_rollout: MakeRollout, prompts_per_rollout: int, reuse: int = 1,
-                 rank: int = 0, world_size: int = 1, seed: int = 0):
+    def __init__(
+        self,
+        prompts: Sequence[Any],
+        make_rollout: MakeRollout,
+        prompts_per_rollout: int,
+        reuse: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ):
         if prompts_per_rollout % world_size:
-            raise BielikError(f"prompts_per_rollout ({prompts_per_rollout}) must be a multiple of the {world_size} processes")
+            raise BielikError(
+                f"prompts_per_rollout ({prompts_per_rollout}) must be a multiple of the {world_size} processes"
+            )
         if len(prompts) < prompts_per_rollout:
             raise BielikError(f"{len(prompts)} prompts, fewer than one rollout of {prompts_per_rollout}")
         if reuse < 1:

@@ -41,8 +41,15 @@ log = get_logger(__name__)
 
 SFT_ENGINE = engine_field(
     "engine settings (SFT defaults: lr 3e-4 -> 3e-5, wd 0.05, adaptive LR on with BS = 2,048 tokens)",
-    steps=200, micro_batch_size=4,
-    optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "weight_decay": 0.05, "alr": {"enabled": True, "baseline_tokens": 2048}},
+    steps=200,
+    micro_batch_size=4,
+    optim={
+        "lr": 3e-4,
+        "min_lr": 3e-5,
+        "warmup_steps": 10,
+        "weight_decay": 0.05,
+        "alr": {"enabled": True, "baseline_tokens": 2048},
+    },
     eval={"every": 50, "batches": 8},
 )
 
@@ -50,16 +57,25 @@ SFT_ENGINE = engine_field(
 class SFTConfig(StageConfig):
     model: str = Field("runs/pretrain/final", description="HF model directory to fine-tune")
     tokenizer: str | None = Field(None, description="tokenizer directory (default: the model's)")
-    data: list[str] = Field(default_factory=lambda: ["shipped"], description="chat JSONL/Parquet/HF-dataset paths; 'shipped' = shipped SFT mix")
+    data: list[str] = Field(
+        default_factory=lambda: ["shipped"],
+        description="chat JSONL/Parquet/HF-dataset paths; 'shipped' = shipped SFT mix",
+    )
     output: str = "runs/sft"
     seq_len: int = Field(1024, ge=16, description="tokens per packed row")
     max_dialogues: int | None = Field(None, ge=1, description="use at most this many dialogues (seeded sample)")
-    val_fraction: float = Field(0.02, ge=0.0, lt=1.0, description="dialogues held out (by hashed id) for the validation loss")
-    too_long: Literal["truncate", "drop"] = Field("truncate", description="dialogues longer than seq_len: keep the start, or drop")
+    val_fraction: float = Field(
+        0.02, ge=0.0, lt=1.0, description="dialogues held out (by hashed id) for the validation loss"
+    )
+    too_long: Literal["truncate", "drop"] = Field(
+        "truncate", description="dialogues longer than seq_len: keep the start, or drop"
+    )
     assistant_only: bool = Field(True, description="loss on assistant tokens only (off: on every token)")
     pack: bool = Field(True, description="several dialogues per row (off: one per row, padded)")
     weighting: bool = Field(True, description="Weighted Instruction CE (off: every dialogue weight 1)")
-    normalize: Literal["tokens", "weights"] = Field("tokens", description="WICE denominator: loss tokens, or weighted loss tokens")
+    normalize: Literal["tokens", "weights"] = Field(
+        "tokens", description="WICE denominator: loss tokens, or weighted loss tokens"
+    )
     quality_weights: dict[str, float] = Field(default_factory=lambda: {"high": 1.0, "medium": 0.7, "low": 0.5})
     seed: int = 0
     train: SFT_ENGINE
@@ -92,27 +108,56 @@ def sft(cfg: SFTConfig) -> dict:
     tok_dir = Path(cfg.tokenizer or cfg.model)
     tokenizer = ensure_chat_template(load_hf_tokenizer(tok_dir))
     data = build_sft_data(  # validates every record before anything is written
-        tokenizer, cfg.data, cfg.seq_len, cfg.val_fraction, cfg.seed, cfg.quality_weights, overflow=cfg.too_long,
-        assistant_only=cfg.assistant_only, pack=cfg.pack, weighting=cfg.weighting, max_dialogues=cfg.max_dialogues,
+        tokenizer,
+        cfg.data,
+        cfg.seq_len,
+        cfg.val_fraction,
+        cfg.seed,
+        cfg.quality_weights,
+        overflow=cfg.too_long,
+        assistant_only=cfg.assistant_only,
+        pack=cfg.pack,
+        weighting=cfg.weighting,
+        max_dialogues=cfg.max_dialogues,
     )
     model = load_hf_model(cfg.model)
     if model.config.vocab_size < len(tokenizer):
-        raise BielikError(f"tokenizer {tok_dir} has {len(tokenizer)} tokens but model {cfg.model} has vocab_size {model.config.vocab_size}")
+        raise BielikError(
+            f"tokenizer {tok_dir} has {len(tokenizer)} tokens but model {cfg.model} has vocab_size "
+            f"{model.config.vocab_size}"
+        )
     e = cfg.train
     d = init_distributed(e.device, e.distributed)
     source = ChatRowBatches(data.train, e.micro_batch_size, e.grad_accum, d.rank, d.world_size, e.seed)
     val = data.val
     engine = Engine(
-        e, model, CausalLM(chunk=e.lm_head_chunk, weighted=cfg.weighting, normalize=cfg.normalize), source, cfg.output, d,
+        e,
+        model,
+        CausalLM(chunk=e.lm_head_chunk, weighted=cfg.weighting, normalize=cfg.normalize),
+        source,
+        cfg.output,
+        d,
         seq_len=cfg.seq_len,
-        eval_batches=(lambda: eval_chat_batches(val, e.micro_batch_size, e.eval.batches, d.rank, d.world_size)) if val is not None and len(val) else None,
+        eval_batches=(lambda: eval_chat_batches(val, e.micro_batch_size, e.eval.batches, d.rank, d.world_size))
+        if val is not None and len(val)
+        else None,
         run_config=cfg,
     )
     if d.is_main:
-        log.info("SFT of %s on %s: %d dialogues in %d rows of %d tokens; %d steps; WICE %s, ALR %s, packing %s, assistant-only %s",
-                 cfg.model, cfg.data, data.stats["train_dialogues"], len(data.train), cfg.seq_len, e.steps,
-                 "on" if cfg.weighting else "off", "on" if e.optim.alr.enabled else "off", "on" if cfg.pack else "off",
-                 "on" if cfg.assistant_only else "off")
+        log.info(
+            "SFT of %s on %s: %d dialogues in %d rows of %d tokens; %d steps; WICE %s, ALR %s, packing %s, "
+            "assistant-only %s",
+            cfg.model,
+            cfg.data,
+            data.stats["train_dialogues"],
+            len(data.train),
+            cfg.seq_len,
+            e.steps,
+            "on" if cfg.weighting else "off",
+            "on" if e.optim.alr.enabled else "off",
+            "on" if cfg.pack else "off",
+            "on" if cfg.assistant_only else "off",
+        )
         Path(cfg.output).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output) / "data.json", data.stats)
     summary = engine.fit()
@@ -122,6 +167,7 @@ def sft(cfg: SFTConfig) -> dict:
         if d.is_main:
             save_instruct_tokenizer(tokenizer, final)
     if d.is_main:
-        write_stage_record(cfg.output, "train.sft", cfg, inputs={"model": cfg.model, "data": ",".join(cfg.data)}, metrics=summary)
+        write_stage_record(
+            cfg.output, "train.sft", cfg, inputs={"model": cfg.model, "data": ",".join(cfg.data)}, metrics=summary
+        )
     return summary
-

@@ -25,15 +25,19 @@ class VLLMSampler:
         try:
             import vllm
         except ModuleNotFoundError:
-            raise BielikError("sampler=vllm needs vLLM (pip install vllm, on a machine with a CUDA GPU); "
-                              "sampler=bielik samples with bielik's own KV-cache sampler") from None
+            raise BielikError(
+                "sampler=vllm needs vLLM (pip install vllm, on a machine with a CUDA GPU); "
+                "sampler=bielik samples with bielik's own KV-cache sampler"
+            ) from None
         import torch
 
         if not torch.cuda.is_available():
             raise BielikError("sampler=vllm needs a CUDA GPU; use sampler=bielik on this machine")
         self.vllm = vllm
         self.tok = tokenizer
-        self.llm = vllm.LLM(model=str(model_dir), seed=seed, gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
+        self.llm = vllm.LLM(
+            model=str(model_dir), seed=seed, gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True
+        )
 
     def load_weights(self, model) -> None:
         """Copy the policy's current weights into the vLLM engine (names of the HF checkpoint)."""
@@ -47,8 +51,15 @@ class VLLMSampler:
 
         policy_call(self.load_weights)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        sp = self.vllm.SamplingParams(n=1, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
-                                      max_tokens=params.max_new_tokens, stop_token_ids=sorted(params.stop_token_ids), seed=seed)
+        sp = self.vllm.SamplingParams(
+            n=1,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k or -1,
+            max_tokens=params.max_new_tokens,
+            stop_token_ids=sorted(params.stop_token_ids),
+            seed=seed,
+        )
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], sp, use_tqdm=False)
         result = []
         for o in outs:

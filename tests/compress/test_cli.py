@@ -16,7 +16,9 @@ def _registered():
 
 
 def bielik(*args):
-    return subprocess.run([sys.executable, "-m", "bielik.cli", "compress", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bielik.cli", "compress", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_plan_prints_the_reports_table():
@@ -33,11 +35,21 @@ def test_importance_prune_distill_chain(tmp_path, tiny_model, tiny_data):
     assert res.returncode == 0, res.stderr
     assert json.loads((imp / "metrics.json").read_text())["layers"] == 2 and (imp / "importance.png").is_file()
     assert "Block Influence" in res.stdout  # the report's tables of the stage
-    res = bielik("prune", f"model={tiny_model}", f"importance={imp}", f"output={pruned}", "layers=1", "intermediate_size=96")
+    res = bielik(
+        "prune", f"model={tiny_model}", f"importance={imp}", f"output={pruned}", "layers=1", "intermediate_size=96"
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads((pruned / "metrics.json").read_text())["shape"]["ffn"] == 96
-    res = bielik("distill", f"teacher={tiny_model}", f"student={pruned}", f"data={tiny_data}", f"output={kd}", "train.steps=2",
-                 "train.micro_batch_size=2", "train.eval.batches=1")
+    res = bielik(
+        "distill",
+        f"teacher={tiny_model}",
+        f"student={pruned}",
+        f"data={tiny_data}",
+        f"output={kd}",
+        "train.steps=2",
+        "train.micro_batch_size=2",
+        "train.eval.batches=1",
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads((kd / "metrics.json").read_text())["heldout"]["tokens"] > 0
 
@@ -59,4 +71,8 @@ def test_recipe_plans():
     kinds = [stage.kind for _, stage, _ in steps]
     assert kinds[-5:] == ["compress.importance", "compress.plan", "compress.prune", "compress.distill", "report"]
     distill_cfg = steps[-2][2]
-    assert distill_cfg.alpha == 0.0 and distill_cfg.student.endswith("prune") and distill_cfg.teacher.endswith("teacher/final")
+    assert (
+        distill_cfg.alpha == 0.0
+        and distill_cfg.student.endswith("prune")
+        and distill_cfg.teacher.endswith("teacher/final")
+    )

@@ -22,8 +22,14 @@ STEPS = 4
 def _run(args, nproc, cwd):
     (cwd / "entry.py").write_text(ENTRY)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    res = subprocess.run([*launcher, "entry.py", *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd, check=False)
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        if nproc > 1
+        else [sys.executable]
+    )
+    res = subprocess.run(
+        [*launcher, "entry.py", *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd, check=False
+    )
     assert res.returncode == 0, res.stderr[-4000:]
 
 
@@ -36,9 +42,20 @@ def _losses(run):
 def setup(tmp_path_factory, tiny_model, tiny_data):
     tmp = tmp_path_factory.mktemp("dkd")
     prune(PruneConfig(model=str(tiny_model), output=str(tmp / "student"), layers=1, depth="last"))
-    common = [f"teacher={tiny_model}", f"student={tmp / 'student'}", f"data={tiny_data}", f"train.steps={STEPS}", "train.micro_batch_size=4",
-              "train.lm_head_chunk=64", "train.logging.every=1", "train.eval.every=2", "train.eval.batches=2", "train.optim.warmup_steps=1",
-              "train.optim.lr=3e-3", "tau=2.0"]
+    common = [
+        f"teacher={tiny_model}",
+        f"student={tmp / 'student'}",
+        f"data={tiny_data}",
+        f"train.steps={STEPS}",
+        "train.micro_batch_size=4",
+        "train.lm_head_chunk=64",
+        "train.logging.every=1",
+        "train.eval.every=2",
+        "train.eval.batches=2",
+        "train.optim.warmup_steps=1",
+        "train.optim.lr=3e-3",
+        "tau=2.0",
+    ]
     _run([*common, f"output={tmp / 'single'}", "train.grad_accum=2"], 1, tmp)
     return common, _losses(tmp / "single")
 

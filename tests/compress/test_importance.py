@@ -14,8 +14,17 @@ from bielik.model.activations import ChannelImportance
 
 def micro(layers=3, seed=0):
     torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=layers,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)).eval()
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=40,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    ).eval()
 
 
 def make_identity(layer):
@@ -68,11 +77,13 @@ def test_head_scores_are_head_output_norms():
 
 def test_aggregation_alternatives_by_hand():
     a = torch.tensor([[[1.0, 0.0], [3.0, 2.0]], [[2.0, 2.0], [2.0, 0.0]]])  # (B=2, T=2, C=2)
+
     def agg(seq, batch):
         s = ChannelImportance(seq, batch)
         s.update(a[:1])
         s.update(a[1:])  # two calls = one batch of two
         return s.result().tolist()
+
     assert agg("mean", "l2") == pytest.approx([math.sqrt(2**2 + 2**2), math.sqrt(1 + 1)])
     assert agg("mean", "mean") == pytest.approx([2.0, 1.0])
     assert agg("max", "max") == pytest.approx([3.0, 2.0])
@@ -81,12 +92,15 @@ def test_aggregation_alternatives_by_hand():
 
 def test_stage_writes_file_plot_and_record(tmp_path, tiny_model):
     out = tmp_path / "imp"
-    summary = importance(ImportanceConfig(model=str(tiny_model), output=str(out), text={"chars": 20_000}, ctx=32, samples=8))
+    summary = importance(
+        ImportanceConfig(model=str(tiny_model), output=str(out), text={"chars": 20_000}, ctx=32, samples=8)
+    )
     for f in (FILE, "importance.json", "importance.png", "metrics.json", "lineage.json", "config.yaml"):
         assert (out / f).is_file(), f
     imp = Importance.load(out)
     assert len(imp.block_influence) == summary["layers"] == 2 and imp.meta["windows"] == "8"
     assert sorted(summary["layers_by_influence"]) == [0, 1]
     from bielik.errors import BielikError
+
     with pytest.raises(BielikError, match="already exists"):
         importance(ImportanceConfig(model=str(tiny_model), output=str(out)))

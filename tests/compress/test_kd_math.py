@@ -13,7 +13,9 @@ N, H, HT, V = 29, 12, 10, 37
 
 def naive_kl(zs, zt, tau):
     """τ²·KL(p‖q) with torch's own kl_div (input = log q, target = log p)."""
-    return tau**2 * F.kl_div(F.log_softmax(zs / tau, -1), F.log_softmax(zt / tau, -1), log_target=True, reduction="none").sum(-1)
+    return tau**2 * F.kl_div(
+        F.log_softmax(zs / tau, -1), F.log_softmax(zt / tau, -1), log_target=True, reduction="none"
+    ).sum(-1)
 
 
 def coarsened_kl(zs, zt, k, tau):

@@ -38,7 +38,11 @@ def with_importance(model, path: Path) -> Path:
 
 
 def logits(model_or_dir, ids=IDS):
-    m = model_or_dir if isinstance(model_or_dir, torch.nn.Module) else AutoModelForCausalLM.from_pretrained(model_or_dir).eval()
+    m = (
+        model_or_dir
+        if isinstance(model_or_dir, torch.nn.Module)
+        else AutoModelForCausalLM.from_pretrained(model_or_dir).eval()
+    )
     with torch.no_grad():
         return m(ids).logits
 
@@ -48,16 +52,28 @@ def run(tmp_path, src: Path, imp: Path | None, name="out", **target) -> tuple[di
     return prune(PruneConfig(model=str(src), importance=str(imp) if imp else None, output=str(out), **target)), out
 
 
-CASES = [("tiny-llama", {}), ("tiny-llama", {"attention_bias": True, "mlp_bias": True}), ("tiny-mistral", {"head_dim": D}),
-         ("tiny-qwen2", {})]
+CASES = [
+    ("tiny-llama", {}),
+    ("tiny-llama", {"attention_bias": True, "mlp_bias": True}),
+    ("tiny-mistral", {"head_dim": D}),
+    ("tiny-qwen2", {}),
+]
 
 
 @pytest.mark.parametrize("preset,extra", CASES)
 def test_keeping_everything_reproduces_logits_exactly(tmp_path, preset, extra):
     model = tiny(preset, **extra)
     src = save(model, tmp_path / "src")
-    s, out = run(tmp_path, src, with_importance(model, tmp_path), layers=4, hidden_size=64, intermediate_size=128,
-                 num_attention_heads=4, num_key_value_heads=2)
+    s, out = run(
+        tmp_path,
+        src,
+        with_importance(model, tmp_path),
+        layers=4,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     assert s["parameters"] == s["parameters_source"] and s["kept_layers"] == [0, 1, 2, 3]
     assert torch.equal(logits(out), logits(model))
 
@@ -66,14 +82,31 @@ def test_keeping_everything_reproduces_logits_exactly(tmp_path, preset, extra):
 def test_pruned_shape_opens_in_transformers_with_the_planned_count(tmp_path, preset, extra, tiny_tokenizer):
     model = tiny(preset, **extra)
     src = save(model, tmp_path / "src", tokenizer=tiny_tokenizer)
-    s, out = run(tmp_path, src, with_importance(model, tmp_path), layers=3, hidden_size=48, intermediate_size=96,
-                 num_attention_heads=2, num_key_value_heads=1)
+    s, out = run(
+        tmp_path,
+        src,
+        with_importance(model, tmp_path),
+        layers=3,
+        hidden_size=48,
+        intermediate_size=96,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     pruned = AutoModelForCausalLM.from_pretrained(out)
     c = pruned.config
-    assert (c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim) == (3, 48, 96, 2, 1, D)
+    assert (
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+    ) == (3, 48, 96, 2, 1, D)
     assert ParamCount.of(pruned).total == s["parameters"] == count_params(Shape.of(c)) < s["parameters_source"]
     assert pruned.model.layers[0].self_attn.q_proj.weight.shape == (2 * D, 48)
-    assert (pruned.get_output_embeddings().weight is pruned.get_input_embeddings().weight) == bool(c.tie_word_embeddings)
+    assert (pruned.get_output_embeddings().weight is pruned.get_input_embeddings().weight) == bool(
+        c.tie_word_embeddings
+    )
     if preset == "tiny-qwen2":
         assert pruned.model.layers[0].self_attn.k_proj.bias.shape == (D,) and len(c.layer_types) == 3
     assert logits(pruned).shape == (4, 16, 300) and torch.isfinite(logits(pruned)).all()
@@ -105,7 +138,9 @@ def test_dead_kv_group_is_pruned_without_changing_the_logits(tmp_path):
     assert s["shape"]["heads"] == 2 and s["shape"]["kv_heads"] == 1  # the query heads went with their group
     w, w0 = load_file(out / "model.safetensors"), load_file(src / "model.safetensors")
     assert torch.equal(w["model.layers.0.self_attn.k_proj.weight"], w0["model.layers.0.self_attn.k_proj.weight"][:D])
-    assert torch.equal(w["model.layers.0.self_attn.o_proj.weight"], w0["model.layers.0.self_attn.o_proj.weight"][:, : 2 * D])
+    assert torch.equal(
+        w["model.layers.0.self_attn.o_proj.weight"], w0["model.layers.0.self_attn.o_proj.weight"][:, : 2 * D]
+    )
     torch.testing.assert_close(logits(out), logits(model), rtol=0, atol=1e-5)
 
 
@@ -121,7 +156,9 @@ def test_dead_neurons_and_an_identity_layer_pruned_without_changing_the_logits(t
     s, out = run(tmp_path, src, with_importance(model, tmp_path), layers=3, intermediate_size=64)
     assert s["dropped_layers"] == [2] and s["depth_criterion"] == "block_influence"
     w, w0 = load_file(out / "model.safetensors"), load_file(src / "model.safetensors")
-    assert torch.equal(w["model.layers.2.mlp.up_proj.weight"], w0["model.layers.3.mlp.up_proj.weight"][1::2])  # renumbered
+    assert torch.equal(
+        w["model.layers.2.mlp.up_proj.weight"], w0["model.layers.3.mlp.up_proj.weight"][1::2]
+    )  # renumbered
     torch.testing.assert_close(logits(out), logits(model), rtol=0, atol=1e-5)
 
 
@@ -146,7 +183,9 @@ def test_hidden_channels_sliced_consistently(tmp_path):
     assert torch.equal(w["model.embed_tokens.weight"], w0["model.embed_tokens.weight"][:, keep])
     assert torch.equal(w["model.norm.weight"], w0["model.norm.weight"][keep])
     assert torch.equal(w["model.layers.1.mlp.down_proj.weight"], w0["model.layers.1.mlp.down_proj.weight"][keep])
-    assert torch.equal(w["model.layers.1.self_attn.q_proj.bias"], w0["model.layers.1.self_attn.q_proj.bias"])  # heads all kept
+    assert torch.equal(
+        w["model.layers.1.self_attn.q_proj.bias"], w0["model.layers.1.self_attn.q_proj.bias"]
+    )  # heads all kept
     assert "lm_head.weight" not in w  # tied
 
 

@@ -27,11 +27,20 @@ CASES = [
 def test_counts_match_transformers_for_pruned_shapes(preset, extra):
     # shapes a pruner produces: head_dim no longer hidden/heads, fewer heads per group, odd FFN sizes
     for layers, hidden, ffn, (heads, kv) in itertools.islice(
-            itertools.product((1, 3), (96, 256), (80, 768), ((4, 2), (2, 2), (2, 1), (6, 3))), 0, None, 5):
+        itertools.product((1, 3), (96, 256), (80, 768), ((4, 2), (2, 2), (2, 1), (6, 3))), 0, None, 5
+    ):
         if preset == "tiny-llama" and hidden % heads:
             continue  # LlamaConfig refuses it (check_target says so, see below)
-        n, shape = transformers_count(preset, num_hidden_layers=layers, hidden_size=hidden, intermediate_size=ffn,
-                                      num_attention_heads=heads, num_key_value_heads=kv, head_dim=48, **extra)
+        n, shape = transformers_count(
+            preset,
+            num_hidden_layers=layers,
+            hidden_size=hidden,
+            intermediate_size=ffn,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            head_dim=48,
+            **extra,
+        )
         assert shape.head_dim == 48 and (shape.heads, shape.kv_heads) == (heads, kv)
         assert count_params(shape) == n, (preset, extra, layers, hidden, ffn, heads, kv)
 

@@ -16,36 +16,68 @@ from bielik.data.chat import (
 from bielik.data.chat_rows import encode_dialogue, encode_dialogues
 from bielik.errors import DataError
 
-OK = {"messages": [{"role": "user", "content": "Cześć"}, {"role": "assistant", "content": "Dzień dobry!"}], "quality": "high"}
+OK = {
+    "messages": [{"role": "user", "content": "Cześć"}, {"role": "assistant", "content": "Dzień dobry!"}],
+    "quality": "high",
+}
 
 
 def _msgs(*pairs):
     return [{"role": r, "content": c} for r, c in pairs]
 
 
-@pytest.mark.parametrize("record, message", [
-    ({"quality": "high"}, "messages: expected a non-empty list of {role, content} objects, missing"),
-    ({**OK, "messages": []}, "messages: expected a non-empty list"),
-    ({**OK, "messages": _msgs(("user", "a"), ("assistant", "b"), ("bot", "c"))},
-     "messages[2].role: expected one of 'system', 'user', 'assistant', got 'bot'"),
-    ({**OK, "messages": _msgs(("user", "a"), ("user", "b"))}, "messages[1].role: expected 'assistant', got 'user'"),
-    ({**OK, "messages": _msgs(("assistant", "a"),)}, "messages[0].role: expected 'user', got 'assistant'"),
-    ({**OK, "messages": _msgs(("user", "a"), ("system", "b"))},
-     "messages[1].role: expected 'assistant', got 'system' (a system turn may only come first"),
-    ({**OK, "messages": _msgs(("system", "s"), ("user", "a"))}, "messages[1].role: expected the dialogue to end with an 'assistant' turn"),
-    ({**OK, "messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
-     "messages[0].content: expected a string, got 5"),
-    ({**OK, "messages": [{"role": "user"}, {"role": "assistant", "content": "b"}]}, "messages[0].content: expected a string, got nothing"),
-    ({**OK, "messages": _msgs(("user", "a"), ("assistant", "  "))}, "messages[1].content: expected the assistant's reply, got blank text"),
-    ({**OK, "messages": ["hello", "x"]}, "messages[0]: expected an object with 'role' and 'content', got 'hello'"),
-    ({**OK, "quality": "great"}, "quality: expected one of 'high', 'medium', 'low', got 'great'"),
-    ({"messages": OK["messages"]}, "quality: expected one of 'high', 'medium', 'low' (or a positive 'weight'), got nothing"),
-    ({**OK, "weight": 0}, "weight: expected a positive finite number, got 0"),
-    ({**OK, "weight": -1.5}, "weight: expected a positive finite number, got -1.5"),
-    ({**OK, "weight": True}, "weight: expected a positive finite number, got True"),
-    ({**OK, "weight": "1"}, "weight: expected a positive finite number, got '1'"),
-    ({**OK, "meta": [1]}, "meta: expected an object, got [1]"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"quality": "high"}, "messages: expected a non-empty list of {role, content} objects, missing"),
+        ({**OK, "messages": []}, "messages: expected a non-empty list"),
+        (
+            {**OK, "messages": _msgs(("user", "a"), ("assistant", "b"), ("bot", "c"))},
+            "messages[2].role: expected one of 'system', 'user', 'assistant', got 'bot'",
+        ),
+        ({**OK, "messages": _msgs(("user", "a"), ("user", "b"))}, "messages[1].role: expected 'assistant', got 'user'"),
+        (
+            {
+                **OK,
+                "messages": _msgs(
+                    ("assistant", "a"),
+                ),
+            },
+            "messages[0].role: expected 'user', got 'assistant'",
+        ),
+        (
+            {**OK, "messages": _msgs(("user", "a"), ("system", "b"))},
+            "messages[1].role: expected 'assistant', got 'system' (a system turn may only come first",
+        ),
+        (
+            {**OK, "messages": _msgs(("system", "s"), ("user", "a"))},
+            "messages[1].role: expected the dialogue to end with an 'assistant' turn",
+        ),
+        (
+            {**OK, "messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
+            "messages[0].content: expected a string, got 5",
+        ),
+        (
+            {**OK, "messages": [{"role": "user"}, {"role": "assistant", "content": "b"}]},
+            "messages[0].content: expected a string, got nothing",
+        ),
+        (
+            {**OK, "messages": _msgs(("user", "a"), ("assistant", "  "))},
+            "messages[1].content: expected the assistant's reply, got blank text",
+        ),
+        ({**OK, "messages": ["hello", "x"]}, "messages[0]: expected an object with 'role' and 'content', got 'hello'"),
+        ({**OK, "quality": "great"}, "quality: expected one of 'high', 'medium', 'low', got 'great'"),
+        (
+            {"messages": OK["messages"]},
+            "quality: expected one of 'high', 'medium', 'low' (or a positive 'weight'), got nothing",
+        ),
+        ({**OK, "weight": 0}, "weight: expected a positive finite number, got 0"),
+        ({**OK, "weight": -1.5}, "weight: expected a positive finite number, got -1.5"),
+        ({**OK, "weight": True}, "weight: expected a positive finite number, got True"),
+        ({**OK, "weight": "1"}, "weight: expected a positive finite number, got '1'"),
+        ({**OK, "meta": [1]}, "meta: expected an object, got [1]"),
+    ],
+)
 def test_invalid_records_name_file_line_and_field(tmp_path, record, message):
     path = tmp_path / "sft.jsonl"
     path.write_text(json.dumps(OK) + "\n\n" + json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -57,7 +89,9 @@ def test_invalid_records_name_file_line_and_field(tmp_path, record, message):
 
 def test_nan_weight_and_bad_json_line(tmp_path):
     path = tmp_path / "x.jsonl"
-    path.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "weight": NaN}\n')
+    path.write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "weight": NaN}\n'
+    )
     with pytest.raises(DataError, match=r"x.jsonl:1: weight: expected a positive finite number, got nan"):
         list(read_dialogues([path]))
     path.write_text(json.dumps(OK) + "\n{broken\n")
@@ -76,11 +110,27 @@ def test_weights_quality_map_and_override():
     with pytest.raises(DataError, match="expected one of 'gold', 'silver', got 'high'"):
         parse_dialogue(OK, "t:1", custom)
     assert parse_dialogue({"messages": OK["messages"]}, "t:1", default_quality="medium").weight == 0.7
-    sys_first = parse_dialogue({**OK, "messages": _msgs(("system", "Bądź zwięzły."), *[(m["role"], m["content"]) for m in OK["messages"]]),
-                                "id": 7, "source": "s", "license": "MIT", "meta": {"k": 1}, "extra": "ignored"}, "t:1")
+    sys_first = parse_dialogue(
+        {
+            **OK,
+            "messages": _msgs(("system", "Bądź zwięzły."), *[(m["role"], m["content"]) for m in OK["messages"]]),
+            "id": 7,
+            "source": "s",
+            "license": "MIT",
+            "meta": {"k": 1},
+            "extra": "ignored",
+        },
+        "t:1",
+    )
     assert sys_first.id == "7" and sys_first.messages[0]["role"] == "system"
-    assert sys_first.to_record() == {"id": "7", "messages": list(sys_first.messages), "quality": "high", "source": "s",
-                                     "license": "MIT", "meta": {"k": 1}}
+    assert sys_first.to_record() == {
+        "id": "7",
+        "messages": list(sys_first.messages),
+        "quality": "high",
+        "source": "s",
+        "license": "MIT",
+        "meta": {"k": 1},
+    }
     assert QUALITY_WEIGHTS == {"high": 1.0, "medium": 0.7, "low": 0.5}
 
 
@@ -91,8 +141,13 @@ def test_utf8_bom_gzip_parquet_saved_dataset_and_folders(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{**OK, "id": f"r{i}", "messages": _msgs(("user", f"Pytanie {i}"), ("assistant", f"Odpowiedź {i}"))} for i in range(3)]
-    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode())
+    rows = [
+        {**OK, "id": f"r{i}", "messages": _msgs(("user", f"Pytanie {i}"), ("assistant", f"Odpowiedź {i}"))}
+        for i in range(3)
+    ]
+    (tmp_path / "bom.jsonl").write_bytes(
+        b"\xef\xbb\xbf" + "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+    )
     with gzip.open(tmp_path / "z.jsonl.gz", "wt", encoding="utf-8") as fh:
         fh.write(json.dumps(rows[0]) + "\n")
     assert [d.id for d in read_dialogues([tmp_path / "bom.jsonl"])] == ["r0", "r1", "r2"]
@@ -155,10 +210,20 @@ def test_mask_token_by_token_two_turns_with_system(tiny_tokenizer):
     from bielik.tokenizer.formats import load_hf_tokenizer
 
     tok = load_hf_tokenizer(tiny_tokenizer)
-    msgs = _msgs(("system", "Odpowiadaj krótko."), ("user", "Stolica Polski?"), ("assistant", "Warszawa."),
-                 ("user", "A Niemiec?"), ("assistant", "Berlin."))
+    msgs = _msgs(
+        ("system", "Odpowiadaj krótko."),
+        ("user", "Stolica Polski?"),
+        ("assistant", "Warszawa."),
+        ("user", "A Niemiec?"),
+        ("assistant", "Berlin."),
+    )
     ids, mask = encode_dialogue(tok, msgs)
-    assert ids.dtype == np.int32 and mask.dtype == bool and ids[0] == tok.bos_token_id and (ids == tok.bos_token_id).sum() == 1
+    assert (
+        ids.dtype == np.int32
+        and mask.dtype == bool
+        and ids[0] == tok.bos_token_id
+        and (ids == tok.bos_token_id).sum() == 1
+    )
     pieces = [tok.decode([int(i)]) for i in ids]
     trained_runs, run = [], ""
     for piece, m in zip(pieces, mask):
@@ -169,8 +234,10 @@ def test_mask_token_by_token_two_turns_with_system(tiny_tokenizer):
             run = ""
     assert trained_runs == ["Warszawa.<|im_end|>", "Berlin.<|im_end|>"]
     untrained = "".join(p for p, m in zip(pieces, mask) if not m)
-    assert untrained == ("<s><|im_start|>system\nOdpowiadaj krótko.<|im_end|>\n<|im_start|>user\nStolica Polski?<|im_end|>\n"
-                         "<|im_start|>assistant\n\n<|im_start|>user\nA Niemiec?<|im_end|>\n<|im_start|>assistant\n\n")
+    assert untrained == (
+        "<s><|im_start|>system\nOdpowiadaj krótko.<|im_end|>\n<|im_start|>user\nStolica Polski?<|im_end|>\n"
+        "<|im_start|>assistant\n\n<|im_start|>user\nA Niemiec?<|im_end|>\n<|im_start|>assistant\n\n"
+    )
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     assert [bool(mask[k]) for k in np.flatnonzero(ids == im_end)] == [False, False, True, False, True]
 
@@ -181,7 +248,9 @@ def test_control_tokens_in_content_and_template_without_markers(tiny_tokenizer):
 
     tok = load_hf_tokenizer(tiny_tokenizer)
     evil = _msgs(("user", "Napisz <|im_end|> i koniec"), ("assistant", "Dobrze."))
-    with pytest.raises(DataError, match=r"f.jsonl:4: messages\[0\].content: contains the control token '<\|im_end\|>' as text"):
+    with pytest.raises(
+        DataError, match=r"f.jsonl:4: messages\[0\].content: contains the control token '<\|im_end\|>' as text"
+    ):
         encode_dialogue(tok, evil, "f.jsonl:4")
     good = _msgs(("user", "Cześć"), ("assistant", "Hej"))
     dialogues = [Dialogue(tuple(evil), 1.0, "f:1"), Dialogue(tuple(good), 0.5, "f:2", id="g")]

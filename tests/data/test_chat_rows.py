@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from bielik.data.chat import parse_dialogue
-from bielik.data.chat_rows import IGNORE_INDEX, ChatRows, EncodedDialogue, build_sft_data, encode_dialogues, pack_dialogues
+from bielik.data.chat_rows import (
+    IGNORE_INDEX,
+    ChatRows,
+    EncodedDialogue,
+    build_sft_data,
+    encode_dialogues,
+    pack_dialogues,
+)
 from bielik.errors import DataError
 from bielik.train.batches import ChatRowBatches, eval_chat_batches
 
@@ -105,19 +112,38 @@ def sharp_model(tiny_model):
 def _token_losses(model, ids, labels, pos):
     with torch.no_grad():
         # no attention mask and no KV cache: transformers reads restarting position ids as packed sequences
-        logits = model(input_ids=torch.as_tensor(ids)[None], position_ids=torch.as_tensor(pos)[None], use_cache=False).logits[0].double()
+        logits = (
+            model(input_ids=torch.as_tensor(ids)[None], position_ids=torch.as_tensor(pos)[None], use_cache=False)
+            .logits[0]
+            .double()
+        )
     target = torch.as_tensor(labels[1:]).long()
-    return torch.nn.functional.cross_entropy(logits[:-1], target, ignore_index=IGNORE_INDEX, reduction="none")[target != IGNORE_INDEX]
+    return torch.nn.functional.cross_entropy(logits[:-1], target, ignore_index=IGNORE_INDEX, reduction="none")[
+        target != IGNORE_INDEX
+    ]
 
 
 def test_packed_row_losses_equal_each_dialogue_alone(tiny_tokenizer, sharp_model):
     from bielik.tokenizer.formats import load_hf_tokenizer
 
     tok = load_hf_tokenizer(tiny_tokenizer)
-    texts = [("Ile nóg ma kot?", "Cztery."), ("Przetłumacz: dog", "pies"), ("Stolica Francji?", "Paryż, nad Sekwaną."),
-             ("Napisz coś miłego.", "Miłego dnia!")]
-    dialogues = [parse_dialogue({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-                                 "quality": "high", "id": str(i)}, f"t:{i}") for i, (q, a) in enumerate(texts)]
+    texts = [
+        ("Ile nóg ma kot?", "Cztery."),
+        ("Przetłumacz: dog", "pies"),
+        ("Stolica Francji?", "Paryż, nad Sekwaną."),
+        ("Napisz coś miłego.", "Miłego dnia!"),
+    ]
+    dialogues = [
+        parse_dialogue(
+            {
+                "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                "quality": "high",
+                "id": str(i),
+            },
+            f"t:{i}",
+        )
+        for i, (q, a) in enumerate(texts)
+    ]
     encoded, _ = encode_dialogues(tok, dialogues)
     total = sum(len(e.input_ids) for e in encoded)
     rows = pack_dialogues(encoded, total + 5, tok.pad_token_id)
@@ -148,15 +174,26 @@ def test_chat_row_batches_contract():
     assert len(step) == 2 and src.tokens_per_step == 4 * 16
     mb = step[0]
     assert set(mb) == {"input_ids", "labels", "position_ids", "loss_weights", "token_mask", "example_ids"}
-    assert [mb[k].dtype for k in ("input_ids", "labels", "position_ids", "loss_weights", "token_mask")] == \
-        [torch.int64, torch.int64, torch.int64, torch.float32, torch.bool]
+    assert [mb[k].dtype for k in ("input_ids", "labels", "position_ids", "loss_weights", "token_mask")] == [
+        torch.int64,
+        torch.int64,
+        torch.int64,
+        torch.float32,
+        torch.bool,
+    ]
     assert all(t.shape == (2, 16) for k, t in mb.items() if k != "example_ids") and mb["example_ids"].shape == (2,)
     # two ranks see the global batch of one rank, micro-batches r, r + world, ...
     one = ChatRowBatches(rows, 1, 4, seed=5)
-    r0, r1 = ChatRowBatches(rows, 1, 2, rank=0, world_size=2, seed=5), ChatRowBatches(rows, 1, 2, rank=1, world_size=2, seed=5)
+    r0, r1 = (
+        ChatRowBatches(rows, 1, 2, rank=0, world_size=2, seed=5),
+        ChatRowBatches(rows, 1, 2, rank=1, world_size=2, seed=5),
+    )
     for _ in range(7):  # crosses an epoch boundary (20 rows, 4 per step)
         g = [b["input_ids"][0, 0].item() for b in one.next_step()]
-        a, b = [x["input_ids"][0, 0].item() for x in r0.next_step()], [x["input_ids"][0, 0].item() for x in r1.next_step()]
+        a, b = (
+            [x["input_ids"][0, 0].item() for x in r0.next_step()],
+            [x["input_ids"][0, 0].item() for x in r1.next_step()],
+        )
         assert g == [a[0], b[0], a[1], b[1]]
     assert one.epoch == 1
     # resume: a restored source continues exactly where the saved one was
@@ -189,8 +226,17 @@ def test_build_sft_data_on_the_shipped_mix(tiny_tokenizer):
     assert s["train"]["dialogues_in"] == s["train_dialogues"] and data.val is not None
     assert set(s["weights"]) <= {"1.0", "0.7", "0.5"}
     assert set(np.unique(data.train.loss_weights)) <= {0.0, np.float32(1.0), np.float32(0.7), np.float32(0.5)}
-    flat = build_sft_data(tok, ["shipped:pl"], seq_len=512, val_fraction=0.1, max_dialogues=300, seed=1, weighting=False,
-                          assistant_only=False, pack=False)
+    flat = build_sft_data(
+        tok,
+        ["shipped:pl"],
+        seq_len=512,
+        val_fraction=0.1,
+        max_dialogues=300,
+        seed=1,
+        weighting=False,
+        assistant_only=False,
+        pack=False,
+    )
     assert set(np.unique(flat.train.loss_weights)) == {0.0, 1.0}
     assert len(flat.train) == flat.stats["train"]["dialogues_packed"]
     assert (flat.train.labels != IGNORE_INDEX).sum() > 1.5 * (data.train.labels != IGNORE_INDEX).sum()

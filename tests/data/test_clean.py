@@ -39,18 +39,30 @@ def test_unrepairable_encoding_dropped():
 
 
 def test_boilerplate_lines_removed_and_pages_of_menus_dropped():
-    page = "\n".join([
-        "Strona główna | Aktualności | Sport | Kultura | Kontakt",
-        "Ta strona używa plików cookies. Akceptuję pliki cookies",
-        "Zaloguj się",
-        ARTICLE,
-        "Udostępnij na Facebooku",
-        "© 2024 Portal. Wszelkie prawa zastrzeżone.",
-    ])
+    page = "\n".join(
+        [
+            "Strona główna | Aktualności | Sport | Kultura | Kontakt",
+            "Ta strona używa plików cookies. Akceptuję pliki cookies",
+            "Zaloguj się",
+            ARTICLE,
+            "Udostępnij na Facebooku",
+            "© 2024 Portal. Wszelkie prawa zastrzeżone.",
+        ]
+    )
     r = step_boilerplate(page, {}, CleanConfig())
     assert r.keep and r.text.strip() == ARTICLE and r.change == "boilerplate_lines_removed:5"
-    menu_page = "\n".join(["Strona główna", "Aktualności", "Sport", "Kultura", "Kontakt", "Regulamin serwisu sklepu",
-                           "Polityka prywatności", "Zdanie na koniec."])
+    menu_page = "\n".join(
+        [
+            "Strona główna",
+            "Aktualności",
+            "Sport",
+            "Kultura",
+            "Kontakt",
+            "Regulamin serwisu sklepu",
+            "Polityka prywatności",
+            "Zdanie na koniec.",
+        ]
+    )
     assert step_boilerplate(menu_page, {}, CleanConfig()).reason == "boilerplate"
     # dialogue and refrains are not boilerplate
     verse = "— Czytaj dalej!\n— Czytaj dalej!\n— Czytaj dalej!\nAle nikt nie czytał, bo było ciemno."
@@ -69,8 +81,16 @@ def test_language_length_truncation_non_linguistic_blocklist():
     english = ("The Sejm passed an amendment to the animal protection act on Friday. " * 6).strip()
     assert c(english, {}).reason == "language_en"
     assert c("Krótki tekst.", {}).reason == "too_short"
-    assert c(ARTICLE + " Ostatnie zdanie urywa się w pół słowa i nie ma końca, bo ktoś uciął plik w trakcie zapisu", {}).reason == "truncated"
-    assert c(" ".join(["=>", "{}", "[]", "::", "0x1F", "#", "@u", "~~", "<br/>", "tak"] * 30), {}).reason == "non_linguistic"
+    assert (
+        c(
+            ARTICLE + " Ostatnie zdanie urywa się w pół słowa i nie ma końca, bo ktoś uciął plik w trakcie zapisu", {}
+        ).reason
+        == "truncated"
+    )
+    assert (
+        c(" ".join(["=>", "{}", "[]", "::", "0x1F", "#", "@u", "~~", "<br/>", "tak"] * 30), {}).reason
+        == "non_linguistic"
+    )
     assert c(ARTICLE, {"url": "https://www.forum.zakazane.pl/watek/1"}).reason == "blocklisted_domain"
     assert c(ARTICLE, {"url": "https://niezakazane.pl/"}).keep
     assert c(ARTICLE, {"source": "forum/wpis-12"}).reason == "blocklisted_source"

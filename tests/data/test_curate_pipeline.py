@@ -25,7 +25,7 @@ def raw(tmp_path, shipped_pl_docs):
     news = [d for d in shipped_pl_docs if d["id"].startswith("ntrex")][:12]
     docs = [{"id": d["id"], "text": d["text"], "source": "news"} for d in news]
     docs[0] = dict(docs[0], text=docs[0]["text"] + "\nKontakt z redakcją: redakcja@gazeta.pl, tel. +48 601 234 567.")
-    docs.append(dict(docs[1], id="dup-of-1"))                                           # exact duplicate
+    docs.append(dict(docs[1], id="dup-of-1"))  # exact duplicate
     docs.append({"id": "en", "text": "This is an English news story about the weather. " * 10})
     docs.append({"id": "blocked", "text": docs[2]["text"], "url": "https://zakazane.pl/a"})
     a, b = tmp_path / "in" / "a.jsonl", tmp_path / "in" / "b.jsonl"
@@ -36,8 +36,12 @@ def raw(tmp_path, shipped_pl_docs):
 
 
 def _cfg(raw, **kw):
-    base = dict(inputs=[str(raw / "in")], output=str(raw / "out"),
-                clean={"blocklist_domains": ["zakazane.pl"]}, quality={"threshold": 0.5})
+    base = dict(
+        inputs=[str(raw / "in")],
+        output=str(raw / "out"),
+        clean={"blocklist_domains": ["zakazane.pl"]},
+        quality={"threshold": 0.5},
+    )
     base.update(kw)
     return CurateConfig.model_validate(base)
 
@@ -118,7 +122,9 @@ def test_datatrove_minhash_engine_agrees_with_datasketch(tmp_path, shipped_pl_do
     dropped = {}
     for engine in ("datasketch", "datatrove"):
         out = tmp_path / engine
-        m = curate(CurateConfig(inputs=[str(tmp_path / "in")], output=str(out), steps=["dedup"], dedup={"engine": engine}))
+        m = curate(
+            CurateConfig(inputs=[str(tmp_path / "in")], output=str(out), steps=["dedup"], dedup={"engine": engine})
+        )
         dropped[engine] = sorted(r["id"] for r in _read_dir(out / "dropped"))
         assert m["kept"] == 10 and len(_read_dir(out / "data")) == 10
     assert dropped["datasketch"] == dropped["datatrove"] == sorted(c["id"] for c in copies)
@@ -133,8 +139,12 @@ def test_parquet_input_and_bad_row(tmp_path, shipped_pl_docs):
 
     news = [d for d in shipped_pl_docs if d["id"].startswith("ntrex")][:5]
     (tmp_path / "in").mkdir()
-    pq.write_table(pa.table({"id": [d["id"] for d in news], "text": [d["text"] for d in news],
-                             "url": ["https://example.pl/a"] * 5}), tmp_path / "in" / "a.parquet")
+    pq.write_table(
+        pa.table(
+            {"id": [d["id"] for d in news], "text": [d["text"] for d in news], "url": ["https://example.pl/a"] * 5}
+        ),
+        tmp_path / "in" / "a.parquet",
+    )
     m = clean(CleanStageConfig(inputs=[str(tmp_path / "in")], output=str(tmp_path / "out")))
     kept = _read_dir(tmp_path / "out" / "data")
     assert m["input"] == 5 and len(kept) == m["kept"] >= 4 and kept[0]["url"] == "https://example.pl/a"
@@ -167,15 +177,32 @@ def test_stage_metrics_and_funnel_line():
 
     from bielik.data.curate.stages import funnel_line, stage_metrics
 
-    counts = Counter(input=10, bad_records=1, kept=6, dropped_too_short=1, dropped_language_en=2, dropped_quality=1,
-                     changed_encoding=3, pii_EMAIL=2)
+    counts = Counter(
+        input=10,
+        bad_records=1,
+        kept=6,
+        dropped_too_short=1,
+        dropped_language_en=2,
+        dropped_quality=1,
+        changed_encoding=3,
+        pii_EMAIL=2,
+    )
     m = stage_metrics(counts, tasks=2, extra={"note": 1})
-    assert m["funnel"] == [{"step": "input", "dropped": 0, "remaining": 10},
-                           {"step": "too_short", "dropped": 1, "remaining": 9},
-                           {"step": "language", "dropped": 2, "remaining": 7},
-                           {"step": "quality", "dropped": 1, "remaining": 6}]
+    assert m["funnel"] == [
+        {"step": "input", "dropped": 0, "remaining": 10},
+        {"step": "too_short", "dropped": 1, "remaining": 9},
+        {"step": "language", "dropped": 2, "remaining": 7},
+        {"step": "quality", "dropped": 1, "remaining": 6},
+    ]
     assert m["dropped"] == {"language_en": 2, "quality": 1, "too_short": 1} and m["changed"] == {"encoding": 3}
     assert (m["input"], m["kept"], m["bad_records_skipped"], m["tasks"], m["pii_spans"], m["note"]) == (
-        10, 6, 1, 2, {"EMAIL": 2}, 1)
+        10,
+        6,
+        1,
+        2,
+        {"EMAIL": 2},
+        1,
+    )
     assert funnel_line("data.curate", m, "out/logs") == (
-        "data.curate: 10 -> 6 documents (too_short -1, language -2, quality -1); datatrove logs in out/logs")
+        "data.curate: 10 -> 6 documents (too_short -1, language -2, quality -1); datatrove logs in out/logs"
+    )

@@ -10,26 +10,37 @@ from bielik.data.curate.stages import curate
 
 
 def _records(folder):
-    return sorted((rec for f in sorted(folder.glob("*.jsonl.gz")) for _, rec in iter_jsonl_records(f)),
-                  key=lambda r: r["id"])
+    return sorted(
+        (rec for f in sorted(folder.glob("*.jsonl.gz")) for _, rec in iter_jsonl_records(f)), key=lambda r: r["id"]
+    )
 
 
 @pytest.mark.slow
 def test_ray_executor_keeps_what_the_local_executor_keeps(tmp_path, shipped_pl_docs):
     ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'bielik[ray]'")
     docs = [{"id": d["id"], "text": d["text"]} for d in shipped_pl_docs[:24]]
-    docs += [dict(docs[3], id="dup-3"), {"id": "en", "text": "An English story about the weather. " * 12},
-             dict(docs[5], id="pii", text=docs[5]["text"] + "\nKontakt: 48 512 300 400, jan@example.pl.")]
+    docs += [
+        dict(docs[3], id="dup-3"),
+        {"id": "en", "text": "An English story about the weather. " * 12},
+        dict(docs[5], id="pii", text=docs[5]["text"] + "\nKontakt: 48 512 300 400, jan@example.pl."),
+    ]
     (tmp_path / "in").mkdir()
     for i in range(3):  # three input files: shards of unequal size
         with open(tmp_path / "in" / f"part{i}.jsonl", "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[i::3])
 
     def run(kind: str) -> dict:
-        return curate(CurateConfig.model_validate({
-            "inputs": [str(tmp_path / "in")], "output": str(tmp_path / kind), "quality": {"threshold": 0.5},
-            "dedup": {"engine": "datatrove"},  # the four MinHash stages run on the executor too
-            "executor": {"kind": kind, "tasks": 3, "workers": 2, "mem_per_cpu_gb": 0.5}}))
+        return curate(
+            CurateConfig.model_validate(
+                {
+                    "inputs": [str(tmp_path / "in")],
+                    "output": str(tmp_path / kind),
+                    "quality": {"threshold": 0.5},
+                    "dedup": {"engine": "datatrove"},  # the four MinHash stages run on the executor too
+                    "executor": {"kind": kind, "tasks": 3, "workers": 2, "mem_per_cpu_gb": 0.5},
+                }
+            )
+        )
 
     local = run("local")
     ray.init(num_cpus=2, include_dashboard=False)

@@ -66,24 +66,36 @@ def test_every_shipped_record_checks_against_its_document(shipped, documents):
             assert text == answer.translate(FLATTEN) and text != answer and _flat(answer) in source
         elif task == "punctuation":
             # punctuation gone, a hyphen kept only between two word characters, lower case
-            assert answer in source and text == " ".join(re.sub(r"[^\w\s-]|(?<!\w)-|-(?!\w)", " ", answer).lower().split())
+            assert answer in source and text == " ".join(
+                re.sub(r"[^\w\s-]|(?<!\w)-|-(?!\w)", " ", answer).lower().split()
+            )
         elif task == "cloze":
             word = r["meta"]["answer"]
             assert text.count("____") == 1 and word in answer and _flat(text.replace("____", word)) in source
             assert re.search(rf"\b{word}\b", text), "the answer can be read off another mention"
         elif task == "numbers":
             found = list(dict.fromkeys(re.findall(r"\d+(?:,\d+)?", text)))
-            assert found == r["meta"]["answer"] and answer == "\n".join(f"- {n}" for n in found) and _flat(text) in source
+            assert (
+                found == r["meta"]["answer"] and answer == "\n".join(f"- {n}" for n in found) and _flat(text) in source
+            )
         elif task == "dates":
             found = list(dict.fromkeys(full_date.findall(text)))
-            assert found == r["meta"]["answer"] and answer == "\n".join(f"- {d}" for d in found) and _flat(text) in source
+            assert (
+                found == r["meta"]["answer"] and answer == "\n".join(f"- {d}" for d in found) and _flat(text) in source
+            )
         else:
             assert task == "headline" and doc["id"].startswith("ntrex/")
             first, rest = doc["text"].split("\n", 1)
             assert answer == _flat(first) and _flat(text) == _flat(rest)
     origins = {o: sum(r["meta"]["origin"] == o for r in shipped) for o in {r["meta"]["origin"] for r in shipped}}
-    assert origins == {"constructed:diacritics": 1500, "constructed:cloze": 1000, "constructed:punctuation": 450,
-                       "constructed:numbers": 230, "constructed:headline": 105, "constructed:dates": 60}
+    assert origins == {
+        "constructed:diacritics": 1500,
+        "constructed:cloze": 1000,
+        "constructed:punctuation": 450,
+        "constructed:numbers": 230,
+        "constructed:headline": 105,
+        "constructed:dates": 60,
+    }
 
 
 def test_heldout_hash_matches_data_pack():
@@ -98,7 +110,9 @@ def test_stage_writes_atomically_with_metrics(tmp_path):
     instruct(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["by_origin"] == {"constructed:dates": 3, "constructed:headline": 4} and metrics["records"] == 7
-    assert (out / "config.yaml").is_file() and "pl_ntrex_news.jsonl.gz" in json.loads((out / "lineage.json").read_text())["inputs"]
+    assert (out / "config.yaml").is_file() and "pl_ntrex_news.jsonl.gz" in json.loads(
+        (out / "lineage.json").read_text()
+    )["inputs"]
     with gzip.open(out / OUTPUT_FILE, "rt", encoding="utf-8") as fh:
         assert len(fh.readlines()) == 7
     with pytest.raises(Exception, match="already exists"):
@@ -110,8 +124,13 @@ def test_stage_writes_atomically_with_metrics(tmp_path):
 
 def test_cli_command(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "bielik.cli", "data", "instruct", *args],
-                              capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "bielik.cli", "data", "instruct", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     res = run(f"output={tmp_path / 'a'}", "counts={cloze: 2}")
     assert res.returncode == 0, res.stderr

@@ -27,8 +27,11 @@ MIX = {"pl": 0.75, "en": 0.25}
 @pytest.fixture(scope="module")
 def mixed_data(tiny_tokenizer, tmp_path_factory):
     out = tmp_path_factory.mktemp("mixed") / "packed"
-    return pack(PackConfig(tokenizer=str(tiny_tokenizer), output=str(out), seq_len=64, max_tokens=400_000,
-                           val_fraction=0.03, mix=MIX))
+    return pack(
+        PackConfig(
+            tokenizer=str(tiny_tokenizer), output=str(out), seq_len=64, max_tokens=400_000, val_fraction=0.03, mix=MIX
+        )
+    )
 
 
 def test_pack_mix_eos_split_and_determinism(tiny_tokenizer, mixed_data, tmp_path):
@@ -68,8 +71,9 @@ def test_default_takes_documents_as_they_come(tiny_tokenizer, tmp_path):
     src, n_docs = _polish_only(tmp_path)
     extra = tmp_path / "und.jsonl"  # a document without 'lang' is kept too, as 'und'
     _write_jsonl(extra, [json.dumps({"id": "x", "text": "Zażółć gęślą jaźń. " * 200})])
-    out = pack(PackConfig(inputs=[str(src), str(extra)], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o"),
-                          seq_len=32))
+    out = pack(
+        PackConfig(inputs=[str(src), str(extra)], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o"), seq_len=32)
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mix"] == "as-they-come" and metrics["documents"] == n_docs + 1 and metrics["skipped_by_lang"] == {}
     by_lang = metrics["train"]["tokens_by_lang"]
@@ -84,8 +88,11 @@ def test_default_takes_documents_as_they_come(tiny_tokenizer, tmp_path):
 def test_explicit_mix_that_cannot_be_met_is_a_config_error(tiny_tokenizer, tmp_path):
     src, _ = _polish_only(tmp_path)
     with pytest.raises(ConfigError, match=r"mix: .*asks for languages \['en'\].*pl.jsonl.*'pl': \d+"):
-        pack(PackConfig(inputs=[str(src)], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o"),
-                        mix={"pl": 0.5, "en": 0.5}))
+        pack(
+            PackConfig(
+                inputs=[str(src)], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o"), mix={"pl": 0.5, "en": 0.5}
+            )
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -98,8 +105,13 @@ def test_long_document_is_tokenised_in_bounded_calls_with_the_same_ids(tiny_toke
     docs = list(read_jsonl(shipped_corpus_dir() / "pl_wolnelektury.jsonl.gz"))[:40]
     src = tmp_path / "long.jsonl"
     book = "\n\n".join(d.text for d in docs)
-    _write_jsonl(src, [json.dumps({"id": "book", "lang": "pl", "text": book}, ensure_ascii=False),
-                       json.dumps({"id": "short", "lang": "pl", "text": docs[0].text[:3000]}, ensure_ascii=False)])
+    _write_jsonl(
+        src,
+        [
+            json.dumps({"id": "book", "lang": "pl", "text": book}, ensure_ascii=False),
+            json.dumps({"id": "short", "lang": "pl", "text": docs[0].text[:3000]}, ensure_ascii=False),
+        ],
+    )
     calls: list[int] = []
     load = formats.load_hf_tokenizer
 
@@ -160,7 +172,14 @@ def _write_jsonl(path, lines):
 
 def test_malformed_jsonl_line_is_named_and_leaves_no_output(tiny_tokenizer, tmp_path):
     src = tmp_path / "docs.jsonl"
-    _write_jsonl(src, [json.dumps({"id": "a", "text": "Ala ma kota.", "lang": "pl"}), '{"id": "b", "text": "urwany', json.dumps({"id": "c", "text": "x"})])
+    _write_jsonl(
+        src,
+        [
+            json.dumps({"id": "a", "text": "Ala ma kota.", "lang": "pl"}),
+            '{"id": "b", "text": "urwany',
+            json.dumps({"id": "c", "text": "x"}),
+        ],
+    )
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"docs\.jsonl:2: not a valid JSON object"):
         pack(PackConfig(inputs=[str(src)], tokenizer=str(tiny_tokenizer), output=str(out), mix=None))
@@ -173,5 +192,7 @@ def test_missing_field_and_missing_file(tiny_tokenizer, tmp_path):
     with pytest.raises(DataError, match=r"docs\.jsonl:1: field 'text' is missing"):
         list(read_jsonl(src))
     with pytest.raises(DataError, match="nope.jsonl does not exist"):
-        pack(PackConfig(inputs=[str(tmp_path / "nope.jsonl")], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o")))
+        pack(
+            PackConfig(inputs=[str(tmp_path / "nope.jsonl")], tokenizer=str(tiny_tokenizer), output=str(tmp_path / "o"))
+        )
     assert not (tmp_path / "o").exists()

@@ -23,7 +23,11 @@ POSITIVES = [
     ("Komórka 501-234-567, pytać o Ewę.", "PHONE", "501-234-567"),
     ("Sekretariat: (22) 621-15-02.", "PHONE", "(22) 621-15-02"),
     ("Biuro: 12 345 67 89 w godzinach pracy.", "PHONE", "12 345 67 89"),
-    ("Mieszka przy ul. Marszałkowska 12/3, 00-950 Warszawa od lat.", "ADDRESS", "ul. Marszałkowska 12/3, 00-950 Warszawa"),
+    (
+        "Mieszka przy ul. Marszałkowska 12/3, 00-950 Warszawa od lat.",
+        "ADDRESS",
+        "ul. Marszałkowska 12/3, 00-950 Warszawa",
+    ),
     ("Siedziba: al. Jana Pawła II 43b m. 5, a oddział", "ADDRESS", "al. Jana Pawła II 43b m. 5"),
     ("Spotkanie na os. Tysiąclecia 7 o piątej.", "ADDRESS", "os. Tysiąclecia 7"),
     ("List wysłano na adres 31-042 Kraków wczoraj.", "ADDRESS", "31-042 Kraków"),
@@ -72,7 +76,7 @@ def test_anonymize_replaces_with_typed_placeholders_and_reports_original_offsets
     out, spans = anonymize(text)
     assert out == "Pisz: [EMAIL], tel. [PHONE], [ADDRESS]. Rok 2023."
     for s in spans:
-        assert text[s.start:s.end] == s.text
+        assert text[s.start : s.end] == s.text
     assert [s.type for s in spans] == ["EMAIL", "PHONE", "ADDRESS"]
 
 
@@ -88,6 +92,7 @@ def test_numbers_in_real_polish_text_are_not_taken_for_identifiers(shipped_pl_do
 
 
 # --- issue 14 item 6: bare country codes and addresses whose town and postal code follow a phrase ----------
+
 
 def test_bare_country_code_is_part_of_the_phone_span():
     out, spans = anonymize("Zadzwoń: 48 512 300 400 albo 48 22 621 15 02, wieczorem 48-601-234-567.")
@@ -105,37 +110,55 @@ def test_town_and_postal_code_after_a_phrase_are_part_of_the_address():
 
 # A labelled set: every PII span of each text, by type. Scored span by span (type and exact text), so a
 # partial replacement (a country code or town left behind) counts as one miss and one false alarm.
-LABELLED = [(t, [(k, s)]) for t, k, s in POSITIVES] + [(t, []) for t in NEGATIVES] + [
-    ("Proszę dzwonić pod numer 48 512 300 400 do piątku.", [("PHONE", "48 512 300 400")]),
-    ("Rejestracja: 48 (22) 621 15 02, fax 48 22 621 15 03.",
-     [("PHONE", "48 (22) 621 15 02"), ("PHONE", "48 22 621 15 03")]),
-    ("Infolinia (48) 603-111-222 działa całą dobę.", [("PHONE", "(48) 603-111-222")]),
-    ("Dzwoń: +48 (12) 345 67 89 lub 0048 501 234 567.",
-     [("PHONE", "+48 (12) 345 67 89"), ("PHONE", "0048 501 234 567")]),
-    ("Pan Jan, tel. 600 700 800, mieszka sam.", [("PHONE", "600 700 800")]),
-    ("Adres: ul. Polna 3 m. 12 w Lublinie, kod 20-001.", [("ADDRESS", "ul. Polna 3 m. 12 w Lublinie, kod 20-001")]),
-    ("Sklep przy ul. Długiej 5 we Wrocławiu jest zamknięty.", [("ADDRESS", "ul. Długiej 5 we Wrocławiu")]),
-    ("Biuro: al. Niepodległości 18, Warszawa 02-653.", [("ADDRESS", "al. Niepodległości 18, Warszawa 02-653")]),
-    ("Wyślij na ul. Kwiatowa 7, kod pocztowy 05-500 Piaseczno.",
-     [("ADDRESS", "ul. Kwiatowa 7, kod pocztowy 05-500 Piaseczno")]),
-    ("Kod pocztowy: 20-001 Lublin.", [("ADDRESS", "Kod pocztowy: 20-001 Lublin")]),
-    ("Mieszkamy na os. Słoneczne 4/2 w Bielsku-Białej od lat.",
-     [("ADDRESS", "os. Słoneczne 4/2 w Bielsku-Białej")]),
-    ("Zgłoszenia: pl. Wolności 1, 61-738 Poznań, tel. 61 852 11 00, e-mail: urzad@poznan.pl.",
-     [("ADDRESS", "pl. Wolności 1, 61-738 Poznań"), ("PHONE", "61 852 11 00"), ("EMAIL", "urzad@poznan.pl")]),
-    ("Darowizny: PL27 1140 2004 0000 3002 0135 5387, NIP 526-000-12-46.",
-     [("IBAN", "PL27 1140 2004 0000 3002 0135 5387"), ("NIP", "526-000-12-46")]),
-    ("PESEL matki: 02270803624, ojca: 44051401359.", [("PESEL", "02270803624"), ("PESEL", "44051401359")]),
-    ("Formularz na https://epuap.gov.pl/wps/portal lub mailowo: kontakt(at)urzad.gov.pl.",
-     [("URL", "https://epuap.gov.pl/wps/portal"), ("EMAIL", "kontakt(at)urzad.gov.pl")]),
-    # negatives close to the new patterns: amounts, counts, codes that are not postal, years, scores, ISBNs
-    ("Za 48 512 300 400 zł kupiono dwa szpitale.", []),
-    ("Zakład zatrudnia 48 osób; kod błędu 20-001 oznacza brak papieru.", []),
-    ("Mecz zakończył się wynikiem 48:45, a w 2023 roku 512 drużyn.", []),
-    ("W latach 1948–1956 wydano 300 400 egzemplarzy; ISBN 978-83-01-20001-3.", []),
-    ("Ceny: 48,99 zł, 512,00 zł i 300 400 PLN brutto.", []),
-    ("Mieszkał w Lublinie, a potem w Krakowie, gdzie w 1995 roku wydał 3 tomy.", []),
-]
+LABELLED = (
+    [(t, [(k, s)]) for t, k, s in POSITIVES]
+    + [(t, []) for t in NEGATIVES]
+    + [
+        ("Proszę dzwonić pod numer 48 512 300 400 do piątku.", [("PHONE", "48 512 300 400")]),
+        (
+            "Rejestracja: 48 (22) 621 15 02, fax 48 22 621 15 03.",
+            [("PHONE", "48 (22) 621 15 02"), ("PHONE", "48 22 621 15 03")],
+        ),
+        ("Infolinia (48) 603-111-222 działa całą dobę.", [("PHONE", "(48) 603-111-222")]),
+        (
+            "Dzwoń: +48 (12) 345 67 89 lub 0048 501 234 567.",
+            [("PHONE", "+48 (12) 345 67 89"), ("PHONE", "0048 501 234 567")],
+        ),
+        ("Pan Jan, tel. 600 700 800, mieszka sam.", [("PHONE", "600 700 800")]),
+        ("Adres: ul. Polna 3 m. 12 w Lublinie, kod 20-001.", [("ADDRESS", "ul. Polna 3 m. 12 w Lublinie, kod 20-001")]),
+        ("Sklep przy ul. Długiej 5 we Wrocławiu jest zamknięty.", [("ADDRESS", "ul. Długiej 5 we Wrocławiu")]),
+        ("Biuro: al. Niepodległości 18, Warszawa 02-653.", [("ADDRESS", "al. Niepodległości 18, Warszawa 02-653")]),
+        (
+            "Wyślij na ul. Kwiatowa 7, kod pocztowy 05-500 Piaseczno.",
+            [("ADDRESS", "ul. Kwiatowa 7, kod pocztowy 05-500 Piaseczno")],
+        ),
+        ("Kod pocztowy: 20-001 Lublin.", [("ADDRESS", "Kod pocztowy: 20-001 Lublin")]),
+        (
+            "Mieszkamy na os. Słoneczne 4/2 w Bielsku-Białej od lat.",
+            [("ADDRESS", "os. Słoneczne 4/2 w Bielsku-Białej")],
+        ),
+        (
+            "Zgłoszenia: pl. Wolności 1, 61-738 Poznań, tel. 61 852 11 00, e-mail: urzad@poznan.pl.",
+            [("ADDRESS", "pl. Wolności 1, 61-738 Poznań"), ("PHONE", "61 852 11 00"), ("EMAIL", "urzad@poznan.pl")],
+        ),
+        (
+            "Darowizny: PL27 1140 2004 0000 3002 0135 5387, NIP 526-000-12-46.",
+            [("IBAN", "PL27 1140 2004 0000 3002 0135 5387"), ("NIP", "526-000-12-46")],
+        ),
+        ("PESEL matki: 02270803624, ojca: 44051401359.", [("PESEL", "02270803624"), ("PESEL", "44051401359")]),
+        (
+            "Formularz na https://epuap.gov.pl/wps/portal lub mailowo: kontakt(at)urzad.gov.pl.",
+            [("URL", "https://epuap.gov.pl/wps/portal"), ("EMAIL", "kontakt(at)urzad.gov.pl")],
+        ),
+        # negatives close to the new patterns: amounts, counts, codes that are not postal, years, scores, ISBNs
+        ("Za 48 512 300 400 zł kupiono dwa szpitale.", []),
+        ("Zakład zatrudnia 48 osób; kod błędu 20-001 oznacza brak papieru.", []),
+        ("Mecz zakończył się wynikiem 48:45, a w 2023 roku 512 drużyn.", []),
+        ("W latach 1948–1956 wydano 300 400 egzemplarzy; ISBN 978-83-01-20001-3.", []),
+        ("Ceny: 48,99 zł, 512,00 zł i 300 400 PLN brutto.", []),
+        ("Mieszkał w Lublinie, a potem w Krakowie, gdzie w 1995 roku wydał 3 tomy.", []),
+    ]
+)
 
 
 def pii_scores(examples, find=find_pii) -> dict[str, dict[str, float]]:
@@ -152,16 +175,25 @@ def pii_scores(examples, find=find_pii) -> dict[str, dict[str, float]]:
             pred[kind] += n
         for key, n in (want & got).items():
             tp[key[0]] += n
-    return {k: {"recall": tp[k] / gold[k] if gold[k] else 1.0, "precision": tp[k] / pred[k] if pred[k] else 1.0,
-                "gold": gold[k], "predicted": pred[k]} for k in sorted(gold | pred)}
+    return {
+        k: {
+            "recall": tp[k] / gold[k] if gold[k] else 1.0,
+            "precision": tp[k] / pred[k] if pred[k] else 1.0,
+            "gold": gold[k],
+            "predicted": pred[k],
+        }
+        for k in sorted(gold | pred)
+    }
 
 
 def test_recall_and_precision_by_type_on_the_labelled_set(capsys):
     scores = pii_scores(LABELLED)
     with capsys.disabled():
-        print("\nPII on the labelled set (%d texts):" % len(LABELLED))
+        print(f"\nPII on the labelled set ({len(LABELLED)} texts):")
         for kind, s in scores.items():
-            print(f"  {kind:8s} recall {s['recall']:.3f} precision {s['precision']:.3f} "
-                  f"(gold {s['gold']}, predicted {s['predicted']})")
+            print(
+                f"  {kind:8s} recall {s['recall']:.3f} precision {s['precision']:.3f} "
+                f"(gold {s['gold']}, predicted {s['predicted']})"
+            )
     for kind, s in scores.items():
         assert s["recall"] == 1.0 and s["precision"] == 1.0, (kind, s)

@@ -3,7 +3,12 @@ import pytest
 
 from bielik.data.corpus import iter_jsonl_records
 from bielik.data.curate.quality import (
-    QualityEvalConfig, QualityModel, QualityTrainConfig, classification_report, eval_quality, train_quality,
+    QualityEvalConfig,
+    QualityModel,
+    QualityTrainConfig,
+    classification_report,
+    eval_quality,
+    train_quality,
 )
 from bielik.data.curate.quality_data import LABELS, QualitySetConfig, build_quality_set, make_low
 from bielik.errors import DataError
@@ -29,8 +34,14 @@ def _read(path):
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "set"
-    build_quality_set(QualitySetConfig(output=str(out), sources=["pl_ntrex_news", "pl_legal", "pl_wikipedia"],
-                                       examples_per_source=120, max_chars=2500))
+    build_quality_set(
+        QualitySetConfig(
+            output=str(out),
+            sources=["pl_ntrex_news", "pl_legal", "pl_wikipedia"],
+            examples_per_source=120,
+            max_chars=2500,
+        )
+    )
     return out
 
 
@@ -41,18 +52,28 @@ def test_constructed_set_is_deterministic_balanced_and_split_by_source(small_set
     counts = [sum(r["label"] == lab for r in train + test) for lab in LABELS]
     assert min(counts) > 0.2 * sum(counts)
     again = tmp_path / "again"
-    build_quality_set(QualitySetConfig(output=str(again), sources=["pl_ntrex_news", "pl_legal", "pl_wikipedia"],
-                                       examples_per_source=120, max_chars=2500))
+    build_quality_set(
+        QualitySetConfig(
+            output=str(again),
+            sources=["pl_ntrex_news", "pl_legal", "pl_wikipedia"],
+            examples_per_source=120,
+            max_chars=2500,
+        )
+    )
     assert _read(again / "train.jsonl.gz") == train
 
 
 def test_train_eval_on_the_constructed_set(small_set, tmp_path):
     model_dir = tmp_path / "model"
-    summary = train_quality(QualityTrainConfig(train=str(small_set), output=str(model_dir), rounds=40, max_depth=4, nthread=1))
+    summary = train_quality(
+        QualityTrainConfig(train=str(small_set), output=str(model_dir), rounds=40, max_depth=4, nthread=1)
+    )
     for f in ("model.json", "quality_model.json", "feature_importance.png", "confusion_test.png", "metrics.json"):
         assert (model_dir / f).is_file(), f
     assert summary["test_macro_f1"] > 0.7
-    report = eval_quality(QualityEvalConfig(data=str(small_set / "test.jsonl.gz"), model=str(model_dir), output=str(tmp_path / "ev")))
+    report = eval_quality(
+        QualityEvalConfig(data=str(small_set / "test.jsonl.gz"), model=str(model_dir), output=str(tmp_path / "ev"))
+    )
     assert report["macro"]["f1"] == summary["test_macro_f1"]
     assert (tmp_path / "ev" / "confusion.png").is_file()
 
@@ -61,7 +82,7 @@ def test_shipped_model_separates_edited_text_from_corruptions(shipped_pl_docs):
     import random
 
     model = QualityModel()
-    docs = [d["text"][: d["text"].rfind("\n", 0, 4000)] for d in shipped_pl_docs if 1500 < len(d["text"])][:30]
+    docs = [d["text"][: d["text"].rfind("\n", 0, 4000)] for d in shipped_pl_docs if len(d["text"]) > 1500][:30]
     rng = random.Random(0)
     low = [make_low(t, rng, docs)[0] for t in docs]
     P_good, P_low = model.proba(docs), model.proba(low)

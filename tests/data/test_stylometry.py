@@ -5,8 +5,10 @@ from bielik.data.curate.morph import analyzer, pos_agreement, to_upos
 from bielik.data.curate.stylometry import FEATURE_NAMES, FEATURES, FeatureExtractor, features
 from tests.conftest import shared_dir
 
-TEXT = ("Ala ma kota, który zjadł dwie myszy. Potem poszedł spać, ponieważ był bardzo zmęczony.\n"
-        "Czy to prawda? Tak! Kot śpi na parapecie i mruczy.")
+TEXT = (
+    "Ala ma kota, który zjadł dwie myszy. Potem poszedł spać, ponieważ był bardzo zmęczony.\n"
+    "Czy to prawda? Tak! Kot śpi na parapecie i mruczy."
+)
 
 
 def test_at_least_150_documented_features():
@@ -16,7 +18,11 @@ def test_at_least_150_documented_features():
 
 def test_morfeusz_heuristic_on_a_sentence():
     an = analyzer()
-    upos = [s.upos for w in ["Ala", "ma", "kota", "który", "zjadł", "myszy", "i", "się", "nie", "w", "domu"] for s in an.word(w)]
+    upos = [
+        s.upos
+        for w in ["Ala", "ma", "kota", "który", "zjadł", "myszy", "i", "się", "nie", "w", "domu"]
+        for s in an.word(w)
+    ]
     assert upos == ["PROPN", "VERB", "NOUN", "DET", "VERB", "NOUN", "CCONJ", "PRON", "PART", "ADP", "NOUN"]
     # agglutinate split off by Morfeusz: "zjadłem" = zjadł + em (AUX)
     assert [s.upos for s in an.word("zjadłem")] == ["VERB", "AUX"]
@@ -89,6 +95,6 @@ def test_feature_sections_write_every_feature_exactly_once():
         d = fx._analyse(text)
         written = []
         for section in FeatureExtractor.SECTIONS:
-            getattr(fx, section)(d, lambda name, value: written.append(name))
+            getattr(fx, section)(d, lambda name, value, written=written: written.append(name))
         assert sorted(written) == sorted(FEATURE_NAMES) if text else set(written) <= set(FEATURE_NAMES)
         assert len(written) == len(set(written))

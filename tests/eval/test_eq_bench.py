@@ -23,15 +23,24 @@ def ratings(ref: dict, delta: tuple[int, ...] = (0, 0, 0, 0)) -> str:
 
 
 def answer(doc, first_delta=(0, 0, 0, 0), revised_delta=(0, 0, 0, 0)) -> str:
-    return (ratings(doc["reference_answer"], first_delta) + "\nWeryfikacja: przemyślałem to jeszcze raz.\n\nZmienione oceny:\n"
-            + ratings(doc["reference_answer_fullscale"], revised_delta) + "\n")
+    return (
+        ratings(doc["reference_answer"], first_delta)
+        + "\nWeryfikacja: przemyślałem to jeszcze raz.\n\nZmienione oceny:\n"
+        + ratings(doc["reference_answer_fullscale"], revised_delta)
+        + "\n"
+    )
 
 
 def test_perfect_answers_score_100(questions):
     for doc in questions[:20]:
         s = E.score(doc, answer(doc))
-        assert s == {"first_eqbench": 100.0, "first_percent_parseable": 100.0, "revised_eqbench": 100.0,
-                     "revised_percent_parseable": 100.0, "average_eqbench": 100.0}
+        assert s == {
+            "first_eqbench": 100.0,
+            "first_percent_parseable": 100.0,
+            "revised_eqbench": 100.0,
+            "revised_percent_parseable": 100.0,
+            "average_eqbench": 100.0,
+        }
 
 
 def test_formula_by_hand(questions):
@@ -43,9 +52,19 @@ def test_formula_by_hand(questions):
     assert s["revised_eqbench"] == pytest.approx(expect) and s["first_eqbench"] == 100.0
     assert s["average_eqbench"] == pytest.approx((100 + expect) / 2)
     # d > 5 counts linearly
-    assert E.pass_score({"emotion1": "A", "emotion2": "B", "emotion3": "C", "emotion4": "D", "emotion1_score": 0,
-                         "emotion2_score": 0, "emotion3_score": 0, "emotion4_score": 0}, {"A": "7", "B": "0", "C": "0", "D": "0"}) == \
-        {"eqbench": pytest.approx((10 - 0.7477 * 7) * 10), "percent_parseable": 100.0}
+    assert E.pass_score(
+        {
+            "emotion1": "A",
+            "emotion2": "B",
+            "emotion3": "C",
+            "emotion4": "D",
+            "emotion1_score": 0,
+            "emotion2_score": 0,
+            "emotion3_score": 0,
+            "emotion4_score": 0,
+        },
+        {"A": "7", "B": "0", "C": "0", "D": "0"},
+    ) == {"eqbench": pytest.approx((10 - 0.7477 * 7) * 10), "percent_parseable": 100.0}
 
 
 def test_unparseable_and_wrong_emotions(questions):
@@ -62,7 +81,10 @@ def test_unparseable_and_wrong_emotions(questions):
 def test_string_references_are_parsed_safely(questions):
     doc = dict(questions[2])
     plain = E.score(doc, answer(questions[2]))
-    doc["reference_answer"], doc["reference_answer_fullscale"] = repr(doc["reference_answer"]), repr(doc["reference_answer_fullscale"])
+    doc["reference_answer"], doc["reference_answer_fullscale"] = (
+        repr(doc["reference_answer"]),
+        repr(doc["reference_answer_fullscale"]),
+    )
     assert E.score(doc, answer(questions[2])) == plain
     doc["reference_answer"] = "__import__('os').getcwd()"
     with pytest.raises(ValueError):

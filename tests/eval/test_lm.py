@@ -10,22 +10,28 @@ import torch
 from bielik.errors import BielikError
 from bielik.eval.lm import Choices, perplexity
 
-CONTEXTS = ['Opinia: "Pani doktor jest rzeczowa ."\nSentyment:', 'Tytuł: "Nowy film w kinach"\nKategoria:', "Pytanie: kto? \n Odpowiedź:   ",
-            'Zdanie: "Warszawa"\nRodzaj:']
+CONTEXTS = [
+    'Opinia: "Pani doktor jest rzeczowa ."\nSentyment:',
+    'Tytuł: "Nowy film w kinach"\nKategoria:',
+    "Pytanie: kto? \n Odpowiedź:   ",
+    'Zdanie: "Warszawa"\nRodzaj:',
+]
 CHOICES = [" Neutralny", " Negatywny", " Brak nazwanej jednostki", " A", " Tak"]
 
 
 def naive(model, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
     """lm-eval's HF computation: one row, input (ctx + cont)[:-1], log-softmax over the vocabulary."""
     with torch.no_grad():
-        lp = torch.log_softmax(model(torch.tensor([(ctx + cont)[:-1]])).logits[0].float(), -1)[-len(cont):]
+        lp = torch.log_softmax(model(torch.tensor([(ctx + cont)[:-1]])).logits[0].float(), -1)[-len(cont) :]
     t = torch.tensor(cont)
     return float(lp.gather(1, t[:, None]).sum()), bool((lp.argmax(-1) == t).all())
 
 
 def test_shared_prefix_loglikelihood_equals_full_rows(eval_lm):
     docs = [eval_lm.encode_choices(c, CHOICES) for c in CONTEXTS]
-    assert any(max(map(len, d.continuations)) > 1 for d in docs) and any(min(map(len, d.continuations)) == 1 for d in docs)
+    assert any(max(map(len, d.continuations)) > 1 for d in docs) and any(
+        min(map(len, d.continuations)) == 1 for d in docs
+    )
     got = eval_lm.loglikelihood(docs)
     for d, res in zip(docs, got):
         for cont, (ll, greedy) in zip(d.continuations, res):
@@ -63,7 +69,7 @@ def test_batched_generation_equals_hf_generate(eval_lm):
         ids = torch.tensor([eval_lm.encode(p)])
         with torch.no_grad():
             out = eval_lm.model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=eval_lm.pad_id)
-        text = eval_lm.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        text = eval_lm.tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         for s in until:
             text = text.split(s)[0]
         assert g == text
@@ -72,7 +78,7 @@ def test_batched_generation_equals_hf_generate(eval_lm):
 def test_rolling_loglikelihood_and_perplexity(eval_lm):
     text = "Rzeczpospolita Polska jest demokratycznym państwem prawnym. " * 3
     toks = eval_lm.tok.encode(text, add_special_tokens=False)
-    (ll, n), = eval_lm.loglikelihood_rolling([text], window=7)
+    ((ll, n),) = eval_lm.loglikelihood_rolling([text], window=7)
     ref, prev = 0.0, eval_lm.prefix_id
     for s in range(0, len(toks), 7):
         chunk = toks[s : s + 7]
@@ -85,7 +91,12 @@ def test_rolling_loglikelihood_and_perplexity(eval_lm):
 def test_choices_share_lm_evals_context_tokens(eval_lm):
     """Every choice keeps lm-eval's own per-pair (context, continuation) token split, also where the
     context's last token would merge with the continuation, with trailing spaces and with no context."""
-    for ctx, choices in [("Kategoria:", [" A", " B"]), ("Kategori", ["a:", " B"]), ("Odpowiedź: ", ["Tak", "Nie"]), ("", ["Tak", " Nie"])]:
+    for ctx, choices in [
+        ("Kategoria:", [" A", " B"]),
+        ("Kategori", ["a:", " B"]),
+        ("Odpowiedź: ", ["Tak", "Nie"]),
+        ("", ["Tak", " Nie"]),
+    ]:
         doc = eval_lm.encode_choices(ctx, choices)
         assert isinstance(doc, Choices) and len(doc.continuations) == len(choices)
         assert [(doc.context, c) for c in doc.continuations] == [eval_lm.encode_pair(ctx, c) for c in choices]

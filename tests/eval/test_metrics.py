@@ -29,7 +29,9 @@ def test_f1_matches_sklearn():
 def test_aggregate_and_stderr():
     value, se = M.aggregate("acc", [1.0, 0.0, 1.0, 1.0])
     assert value == 0.75 and se == pytest.approx(np.std([1, 0, 1, 1], ddof=1) / 2)
-    f1, se = M.aggregate("f1", [(1, 1), (0, 1), (1, 0), (1, 1)], MetricSpec(metric="f1", average="binary"), bootstrap_iters=200)
+    f1, se = M.aggregate(
+        "f1", [(1, 1), (0, 1), (1, 0), (1, 1)], MetricSpec(metric="f1", average="binary"), bootstrap_iters=200
+    )
     assert f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and 0 < se < 1
     assert M.aggregate("acc", [1.0, 0.0], bootstrap_iters=0)[1] == "N/A"
 
@@ -54,7 +56,7 @@ def test_levenshtein_distance():
         def d(i, j):
             if i == 0 or j == 0:
                 return i + j
-            return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+            return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))  # noqa: B023
 
         assert M.levenshtein_distance(a, b) == d(len(a), len(b))
 
@@ -62,10 +64,14 @@ def test_levenshtein_distance():
 def test_levenshtein_match_rules():
     polqa = get_task("polish_polqa_open_book").metric_list[1]
     poquad = get_task("polish_poquad_open_book").metric_list[1]
-    assert M.levenshtein_match(" Adam Mickiewicz", ["Adam Mickiewicz"], polqa.strip_pattern, polqa.lstrip) == 1  # distance 1 < 7.5
+    assert (
+        M.levenshtein_match(" Adam Mickiewicz", ["Adam Mickiewicz"], polqa.strip_pattern, polqa.lstrip) == 1
+    )  # distance 1 < 7.5
     assert M.levenshtein_match(" Słowacki", ["Adam Mickiewicz"], polqa.strip_pattern) == 0
     assert M.levenshtein_match("w roku 1410", ["1410"]) == 1 and M.levenshtein_match("1411", ["1410"]) == 0
-    assert M.levenshtein_match("w roku 1410.", ["1410"]) == 0  # SpeakLeash's number regex takes the trailing dot: "1410." != "1410"
+    assert (
+        M.levenshtein_match("w roku 1410.", ["1410"]) == 0
+    )  # SpeakLeash's number regex takes the trailing dot: "1410." != "1410"
     assert M.levenshtein_match("3,5 mln", ["3.5"]) == 1  # comma read as a dot
     # PoQuAD's unescaped '.? ?(</s>)* ?$' drops the last character before comparing: "ab" -> "a", distance 1 < 2/2 fails
     assert M.levenshtein_match(" ab", ["ab"], poquad.strip_pattern, poquad.lstrip) == 0
@@ -75,13 +81,16 @@ def test_levenshtein_match_rules():
 def test_generation_f1_label_map():
     spec = get_task("polish_dyk_regex")
     f1 = spec.metric_list[1]
-    vals = [M.score_generation(spec.metric_list, p, g) for p, g in [("C", "C"), ("B", "C"), ("[invalid]", "B"), ("A", "C")]]
+    vals = [
+        M.score_generation(spec.metric_list, p, g) for p, g in [("C", "C"), ("B", "C"), ("[invalid]", "B"), ("A", "C")]
+    ]
     assert [v["f1"] for v in vals] == [(1, 1), (1, 0), (0, 0), (1, 0)] and vals[0]["exact_match"] == 1.0
     assert M.aggregate("f1", [v["f1"] for v in vals], f1, 0)[0] == pytest.approx(0.5)
 
 
 def test_published_baselines_are_test_majorities():
-    """The leaderboard's baselines for 8TAGS (0.143) and PPC (0.419) are the majority-class rates of their test splits."""
+    """The leaderboard's baselines for 8TAGS (0.143) and PPC (0.419) are the majority-class rates of their test
+    splits."""
     root = shared_dir() / "data" / "eval"
     tags = [r["label"] for r in read_jsonl(root / "8tags" / "test.jsonl")]
     ppc = [r["label"] for r in read_jsonl(root / "ppc" / "test.jsonl")]
@@ -89,7 +98,9 @@ def test_published_baselines_are_test_majorities():
     assert round(M.majority_baseline("acc", ppc), 3) == get_task("polish_ppc_multiple_choice").leaderboard.baseline
     # constant-answer F1 baselines
     assert M.majority_baseline("f1", [0, 0, 1, 1]) == pytest.approx(2 / 3)
-    assert M.majority_baseline("f1", [0, 0, 0, 1, 2], MetricSpec(metric="f1", average="macro")) == pytest.approx((2 * 3 / (2 * 3 + 2)) / 3)
+    assert M.majority_baseline("f1", [0, 0, 0, 1, 2], MetricSpec(metric="f1", average="macro")) == pytest.approx(
+        (2 * 3 / (2 * 3 + 2)) / 3
+    )
 
 
 def test_unused_filter_steps_pass_through():

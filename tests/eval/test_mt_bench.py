@@ -37,8 +37,20 @@ class FakeJudge:
                     judge.fail_next -= 1
                     return self._send(503, {"error": {"message": "overloaded"}})
                 prompt = body["messages"][-1]["content"]
-                return self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant",
-                                        "content": f"Odpowiedź jest poprawna. Rating: [[{rating_for(prompt)}]]"}}]})
+                return self._send(
+                    200,
+                    {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {
+                                    "role": "assistant",
+                                    "content": f"Odpowiedź jest poprawna. Rating: [[{rating_for(prompt)}]]",
+                                },
+                            }
+                        ]
+                    },
+                )
 
             def _send(self, code, obj):
                 data = json.dumps(obj).encode()
@@ -69,9 +81,19 @@ def fake_judge():
 
 
 def config(tmp_path, model, judge_url, **kw):
-    judge = {"base_url": judge_url, "model": "fake-judge", "backoff": 0.01, "max_retries": 3, "concurrency": 2} if judge_url else {}
-    return MTBenchConfig(model=str(model), output=str(tmp_path / "mt"), max_new_tokens=6, judge=JudgeConfig(**judge),
-                         lm={"device": "cpu"}, **kw)
+    judge = (
+        {"base_url": judge_url, "model": "fake-judge", "backoff": 0.01, "max_retries": 3, "concurrency": 2}
+        if judge_url
+        else {}
+    )
+    return MTBenchConfig(
+        model=str(model),
+        output=str(tmp_path / "mt"),
+        max_new_tokens=6,
+        judge=JudgeConfig(**judge),
+        lm={"device": "cpu"},
+        **kw,
+    )
 
 
 def test_parse_rating():
@@ -105,7 +127,9 @@ def test_mt_bench_with_fake_judge(tmp_path, tiny_model, fake_judge, monkeypatch)
     before = len(fake_judge.requests)
     again = run_mt_bench(config(tmp_path, tiny_model, fake_judge.url))
     assert len(fake_judge.requests) == before and again["score"] == summary["score"]
-    assert [json.loads(line)["choices"] for line in (tmp_path / "mt" / "model_answer.jsonl").read_text().splitlines()] == [a["choices"] for a in answers]
+    assert [
+        json.loads(line)["choices"] for line in (tmp_path / "mt" / "model_answer.jsonl").read_text().splitlines()
+    ] == [a["choices"] for a in answers]
 
     # resumable: judgments lost from the cache (an interrupted run) are the only ones asked again
     cache = tmp_path / "mt_cache" / "judgments.jsonl"
@@ -130,9 +154,17 @@ def test_no_judge_means_no_network(tmp_path, tiny_model, monkeypatch):
 
 
 def test_summary_language_share_and_pl_score():
-    qs = [{"question_id": 1, "category": "writing", "turns": ["a", "b"]}, {"question_id": 2, "category": "math", "turns": ["c", "d"]}]
-    answers = {1: ["Dzień dobry, oto krótki list do sąsiadki z podziękowaniem za podlewanie kwiatów.", "Ala ma kota, a kot ma Alę."],
-               2: ["The answer is that x equals three and y equals two, as shown.", "Wynik wynosi trzynaście."]}
+    qs = [
+        {"question_id": 1, "category": "writing", "turns": ["a", "b"]},
+        {"question_id": 2, "category": "math", "turns": ["c", "d"]},
+    ]
+    answers = {
+        1: [
+            "Dzień dobry, oto krótki list do sąsiadki z podziękowaniem za podlewanie kwiatów.",
+            "Ala ma kota, a kot ma Alę.",
+        ],
+        2: ["The answer is that x equals three and y equals two, as shown.", "Wynik wynosi trzynaście."],
+    }
     judg = [{"question_id": q, "turn": t, "score": s} for (q, t, s) in [(1, 1, 8), (1, 2, 6), (2, 1, 10), (2, 2, 4)]]
     s = summarize(qs, answers, judg)
     assert s["responses_pl"] == 0.75 and s["score"] == 7.0
@@ -151,11 +183,33 @@ def test_judging_an_existing_answer_file(tmp_path, fake_judge):
     """FastChat model_answer files (e.g. from another inference server) are judged without loading a model."""
     qs = load_questions("shipped")
     answers = tmp_path / "answers.jsonl"
-    answers.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": "m", "answer_id": "x",
-                                           "choices": [{"index": 0, "turns": ["Odpowiadam po polsku, bardzo starannie i wyczerpująco.",
-                                                                              "Druga odpowiedź również jest napisana po polsku."]}]}) + "\n"
-                                   for q in qs))
-    cfg = MTBenchConfig(model="not-loaded", output=str(tmp_path / "mt"), answers=str(answers),
-                        judge=JudgeConfig(base_url=fake_judge.url, model="fake-judge", backoff=0.01))
+    answers.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question_id": q["question_id"],
+                    "model_id": "m",
+                    "answer_id": "x",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "turns": [
+                                "Odpowiadam po polsku, bardzo starannie i wyczerpująco.",
+                                "Druga odpowiedź również jest napisana po polsku.",
+                            ],
+                        }
+                    ],
+                }
+            )
+            + "\n"
+            for q in qs
+        )
+    )
+    cfg = MTBenchConfig(
+        model="not-loaded",
+        output=str(tmp_path / "mt"),
+        answers=str(answers),
+        judge=JudgeConfig(base_url=fake_judge.url, model="fake-judge", backoff=0.01),
+    )
     s = run_mt_bench(cfg)
     assert s["judged"] == 32 and s["responses_pl"] == 1.0 and s["pl_score"] == s["score"]

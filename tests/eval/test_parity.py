@@ -17,8 +17,17 @@ def run_lm_eval(model, task_dir, names, shots):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    return simple_evaluate(model="hf", model_args=f"pretrained={model},dtype=float32", tasks=names, num_fewshot=shots, batch_size=8,
-                           device="cpu", task_manager=TaskManager(include_path=str(task_dir)), log_samples=True, bootstrap_iters=100)
+    return simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={model},dtype=float32",
+        tasks=names,
+        num_fewshot=shots,
+        batch_size=8,
+        device="cpu",
+        task_manager=TaskManager(include_path=str(task_dir)),
+        log_samples=True,
+        bootstrap_iters=100,
+    )
 
 
 def assert_parity(theirs, ours, samples, names, shots):
@@ -60,7 +69,9 @@ def make_task_data(tmp_path, rows_test, rows_train, family_files: dict[str, str]
 def test_parity_polemo2_two_shot(tmp_path, tiny_model, eval_lm):
     """Fast default: PolEmo (shipped data) in both forms, 2-shot from a separate pool, 12 documents."""
     rows = read_jsonl(search_dirs(None)[-1] / "polemo2" / "in_validation.jsonl")
-    data, files = make_task_data(tmp_path, rows[:12], rows[200:240], {"test": "polemo2/in_test.jsonl", "train": "polemo2/in_train.jsonl"})
+    data, files = make_task_data(
+        tmp_path, rows[:12], rows[200:240], {"test": "polemo2/in_test.jsonl", "train": "polemo2/in_train.jsonl"}
+    )
     names = ["polemo2_in_multiple_choice", "polemo2_in"]
     for n in names:
         write_lmeval_task(get_task(n), files, tmp_path / "tasks", name="bielik_" + n)
@@ -75,10 +86,20 @@ def test_parity_leaderboard_tasks(tmp_path, tiny_model, eval_lm, shots):
     """Full: 8TAGS, PPC, KLEJ-NER (both forms), DYK with binary F1, 40 documents each, 0- and 5-shot."""
     root = shared_dir() / "data" / "eval"
     data = tmp_path / "data"
-    pairs = {"8tags": ("8tags/test.jsonl", "8tags/validation.jsonl"), "ppc": ("ppc/test.jsonl", "ppc/validation.jsonl"),
-             "klej_ner": ("klej_ner/validation.jsonl", "klej_ner/validation.jsonl")}
-    names = ["polish_8tags_multiple_choice", "polish_8tags_regex", "polish_ppc_multiple_choice", "polish_ppc_regex",
-             "polish_klej_ner_multiple_choice", "polish_klej_ner_regex", "polish_dyk_multiple_choice"]
+    pairs = {
+        "8tags": ("8tags/test.jsonl", "8tags/validation.jsonl"),
+        "ppc": ("ppc/test.jsonl", "ppc/validation.jsonl"),
+        "klej_ner": ("klej_ner/validation.jsonl", "klej_ner/validation.jsonl"),
+    }
+    names = [
+        "polish_8tags_multiple_choice",
+        "polish_8tags_regex",
+        "polish_ppc_multiple_choice",
+        "polish_ppc_regex",
+        "polish_klej_ner_multiple_choice",
+        "polish_klej_ner_regex",
+        "polish_dyk_multiple_choice",
+    ]
     for fam, (test_f, pool_f) in pairs.items():
         rows_t, rows_p = read_jsonl(root / test_f), read_jsonl(root / pool_f)
         write_jsonl(data / fam / "test.jsonl", rows_t[:40])
@@ -88,7 +109,12 @@ def test_parity_leaderboard_tasks(tmp_path, tiny_model, eval_lm, shots):
     write_jsonl(data / "dyk" / "train.jsonl", dyk[-200:])
     for n in names:
         fam = get_task(n).family
-        write_lmeval_task(get_task(n), {"test": data / fam / "test.jsonl", "train": data / fam / "train.jsonl"}, tmp_path / "tasks", name="bielik_" + n)
+        write_lmeval_task(
+            get_task(n),
+            {"test": data / fam / "test.jsonl", "train": data / fam / "train.jsonl"},
+            tmp_path / "tasks",
+            name="bielik_" + n,
+        )
     theirs = run_lm_eval(tiny_model, tmp_path / "tasks", ["bielik_" + n for n in names], shots)
     ours, samples = evaluate(eval_lm, [get_task(n) for n in names], shots, [data], bootstrap_iters=100)
     # lm-eval bootstraps the F1 standard error; compare the F1 itself only

@@ -89,8 +89,16 @@ def test_skipped_tasks_are_summarised_once_per_run(tmp_path, tiny_model):
     from bielik.eval.leaderboard import LeaderboardConfig, resolve_tasks, run_leaderboard
 
     specs = resolve_tasks(["leaderboard"])
-    cfg = LeaderboardConfig(model=str(tiny_model), output=str(tmp_path / "lb"), tasks=["leaderboard"],
-                            num_fewshot=[0, 1], limit=2, bootstrap_iters=0, write_samples=False, lm={"device": "cpu"})
+    cfg = LeaderboardConfig(
+        model=str(tiny_model),
+        output=str(tmp_path / "lb"),
+        tasks=["leaderboard"],
+        num_fewshot=[0, 1],
+        limit=2,
+        bootstrap_iters=0,
+        write_samples=False,
+        lm={"device": "cpu"},
+    )
     with captured("bielik") as recs:
         summary = run_leaderboard(cfg)
     skipped = summary["shots"]["0"]["skipped"]

@@ -14,24 +14,36 @@ FAMILIES = {"polemo2", "klej_ner", "8tags", "belebele", "dyk", "ppc", "psc", "cb
 
 def test_every_leaderboard_family_in_both_forms():
     tasks = all_tasks()
-    assert FAMILIES <= {t.family for t in tasks.values()}
+    assert {t.family for t in tasks.values()} >= FAMILIES
     for fam in FAMILIES - {"polqa", "poquad"}:
         types = {t.output_type for t in tasks.values() if t.family == fam}
         assert types == {"multiple_choice", "generate_until"}, fam
     lb = leaderboard_tasks()
     assert "polish_polqa_reranking_multiple_choice" in lb and "polish_poquad_open_book" in lb
     # the leaderboard's group `polish` (TASKS.md) is covered
-    for name in ["polemo2_in", "polemo2_out_multiple_choice", "polish_8tags_regex", "polish_belebele_mc", "polish_dyk_regex",
-                 "polish_ppc_multiple_choice", "polish_psc_regex", "polish_cbd_multiple_choice", "polish_klej_ner_regex",
-                 "polish_polqa_closed_book", "polish_polqa_open_book"]:
+    for name in [
+        "polemo2_in",
+        "polemo2_out_multiple_choice",
+        "polish_8tags_regex",
+        "polish_belebele_mc",
+        "polish_dyk_regex",
+        "polish_ppc_multiple_choice",
+        "polish_psc_regex",
+        "polish_cbd_multiple_choice",
+        "polish_klej_ner_regex",
+        "polish_polqa_closed_book",
+        "polish_polqa_open_book",
+    ]:
         assert name in lb
 
 
 def test_prompts_match_speakleash_templates():
     doc = {"sentence": "Super lekarz .", "target": "__label__meta_plus_m"}
     mc, gen = Prompter(get_task("polemo2_in_multiple_choice")), Prompter(get_task("polemo2_out"))
-    assert mc.text(doc) == ('Opinia: "Super lekarz ."\nOkreśl sentyment podanej opinii: Neutralny, Negatywny, Pozytywny, '
-                            'Niejednoznaczny.\nSentyment:')
+    assert mc.text(doc) == (
+        'Opinia: "Super lekarz ."\nOkreśl sentyment podanej opinii: Neutralny, Negatywny, Pozytywny, '
+        "Niejednoznaczny.\nSentyment:"
+    )
     assert mc.target(doc) == 2 and mc.choices(doc)[2] == "Pozytywny"
     assert gen.target(doc) == "C" and gen.spec.until == [".", ","]  # polemo2_out extends polemo2_in
     assert gen.spec.dataset.hf_path == "allegro/klej-polemo2-out"
@@ -42,17 +54,36 @@ def test_prompts_match_speakleash_templates():
     cbd = Prompter(get_task("polish_cbd_multiple_choice"))
     assert [cbd.target({"TEXT": "x", "CATEGORIES": c}) for c in ("grozba", "", "obelga")] == [4, 0, 2]
     bel = Prompter(get_task("polish_belebele_mc"))
-    assert bel.target({"flores_passage": "p", "question": "q", "mc_answer1": "a", "mc_answer2": "b", "mc_answer3": "c",
-                       "mc_answer4": "d", "correct_answer_num": "3"}) == 2
+    assert (
+        bel.target(
+            {
+                "flores_passage": "p",
+                "question": "q",
+                "mc_answer1": "a",
+                "mc_answer2": "b",
+                "mc_answer3": "c",
+                "mc_answer4": "d",
+                "correct_answer_num": "3",
+            }
+        )
+        == 2
+    )
 
 
 def test_fewshot_context_layout():
     spec = get_task("polemo2_in")
     pr = Prompter(spec)
-    shots = [{"sentence": "Źle .", "target": "__label__meta_minus_m"}, {"sentence": "Tak sobie .", "target": "__label__meta_amb"}]
+    shots = [
+        {"sentence": "Źle .", "target": "__label__meta_minus_m"},
+        {"sentence": "Tak sobie .", "target": "__label__meta_amb"},
+    ]
     ctx = pr.context({"sentence": "Dobrze .", "target": "__label__meta_plus_m"}, shots)
     parts = ctx.split("\n\n")
-    assert len(parts) == 3 and parts[0].endswith("Prawidłowa odpowiedź: B") and parts[1].endswith("Prawidłowa odpowiedź: D")
+    assert (
+        len(parts) == 3
+        and parts[0].endswith("Prawidłowa odpowiedź: B")
+        and parts[1].endswith("Prawidłowa odpowiedź: D")
+    )
     assert parts[2].endswith("Prawidłowa odpowiedź:")
 
 
@@ -66,7 +97,9 @@ def test_sampler_is_lm_evals_context_sampler():
     ours, theirs = FewshotSampler(pool, 7, exclude_self=True), ContextSampler(pool, rnd=7)
     for i in range(20):
         assert ours.sample(3, pool[i]) == list(theirs.sample(3, eval_doc=pool[i]))
-    assert FewshotSampler(pool, 0, "first_n", exclude_self=True).sample(3, pool[0]) == list(FirstNSampler(pool, rnd=0).sample(3, eval_doc=pool[0]))
+    assert FewshotSampler(pool, 0, "first_n", exclude_self=True).sample(3, pool[0]) == list(
+        FirstNSampler(pool, rnd=0).sample(3, eval_doc=pool[0])
+    )
 
 
 def test_missing_data_names_the_source(tmp_path):
@@ -85,10 +118,12 @@ def test_shipped_data_loads_and_polqa_processing(tmp_path):
     assert len(docs) == 723
     import csv
 
-    rows = [{"question": "Kto?", "passage_text": "P1", "relevant": "True", "answers": "['Mickiewicz']"},
-            {"question": "Kto?", "passage_text": "P1", "relevant": "True", "answers": "['Mickiewicz']"},
-            {"question": "Kto?", "passage_text": "P2", "relevant": "False", "answers": "['Mickiewicz']"},
-            {"question": "Gdzie?", "passage_text": "P3", "relevant": "True", "answers": "['w Krakowie', 'Kraków']"}]
+    rows = [
+        {"question": "Kto?", "passage_text": "P1", "relevant": "True", "answers": "['Mickiewicz']"},
+        {"question": "Kto?", "passage_text": "P1", "relevant": "True", "answers": "['Mickiewicz']"},
+        {"question": "Kto?", "passage_text": "P2", "relevant": "False", "answers": "['Mickiewicz']"},
+        {"question": "Gdzie?", "passage_text": "P3", "relevant": "True", "answers": "['w Krakowie', 'Kraków']"},
+    ]
     (tmp_path / "polqa").mkdir()
     with open(tmp_path / "polqa" / "test.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

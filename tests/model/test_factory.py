@@ -7,8 +7,14 @@ from bielik.model.factory import ParamCount, build_config, model_info
 
 @pytest.mark.parametrize(
     "preset, billions",
-    [("mistral-7b-v0.1", 7.24), ("mistral-7b-v0.2", 7.24), ("bielik-11b-v2", 11.17),
-     ("qwen2.5-1.5b", 1.54), ("qwen2.5-3b", 3.09), ("qwen2.5-7b", 7.62)],
+    [
+        ("mistral-7b-v0.1", 7.24),
+        ("mistral-7b-v0.2", 7.24),
+        ("bielik-11b-v2", 11.17),
+        ("qwen2.5-1.5b", 1.54),
+        ("qwen2.5-3b", 3.09),
+        ("qwen2.5-7b", 7.62),
+    ],
 )
 def test_real_shapes_parameter_counts(preset, billions):
     info = model_info(preset)

@@ -7,10 +7,23 @@ import pytest
 import torch
 
 from bielik.errors import BielikError
-from bielik.model.generation import DecodeTimings, HFForward, SamplingParams, next_tokens, sample, top_k_filter, top_p_filter
+from bielik.model.generation import (
+    DecodeTimings,
+    HFForward,
+    SamplingParams,
+    next_tokens,
+    sample,
+    top_k_filter,
+    top_p_filter,
+)
 from bielik.model.kv_cache import _length_groups
 
-PROMPTS = ["Litwo! Ojczyzno moja!", "Rzeczpospolita Polska jest", "W 2024 r. kosztowało to 1234,56 zł (art. 15 ust. 2), a w", "Pan"]
+PROMPTS = [
+    "Litwo! Ojczyzno moja!",
+    "Rzeczpospolita Polska jest",
+    "W 2024 r. kosztowało to 1234,56 zł (art. 15 ust. 2), a w",
+    "Pan",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +52,30 @@ class Counting:
 
 def hf_greedy(model, ids: list[int], n: int, **kw) -> list[int]:
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=n,
-                             do_sample=False, pad_token_id=0, eos_token_id=None, **kw)
-    return out[0, len(ids):].tolist()
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+            **kw,
+        )
+    return out[0, len(ids) :].tolist()
 
 
 def test_greedy_batch_equals_hf_generate_and_single_rows(lm):
     model, tok, ids = lm
     ids = ids + [p[:-1] for p in ids if len(p) > 2]
     groups = _length_groups([len(p) for p in ids])
-    assert len(groups) > 1 and any(len({len(ids[i]) for i in g}) > 1 for g in groups)  # prefill groups, padding inside one
+    assert len(groups) > 1 and any(
+        len({len(ids[i]) for i in g}) > 1 for g in groups
+    )  # prefill groups, padding inside one
     batch = sample(model, ids, SamplingParams(max_new_tokens=12), tok, pad_id=tok.pad_token_id)
     plain = HFForward(model)  # a bare function: transformers' DynamicCache, one padded prefill forward
-    assert [c.token_ids for c in sample(lambda *a: plain(*a), ids, SamplingParams(max_new_tokens=12), tok)] == [c.token_ids for c in batch]
+    assert [c.token_ids for c in sample(lambda *a: plain(*a), ids, SamplingParams(max_new_tokens=12), tok)] == [
+        c.token_ids for c in batch
+    ]
     for p, c in zip(ids, batch):
         assert c.token_ids == hf_greedy(model, p, 12)
         assert c.finish_reason == "length" and c.text == tok.decode(c.token_ids, skip_special_tokens=True)
@@ -68,7 +92,7 @@ def test_repetition_penalty_equals_hf_generate(lm):
 
 def _pieces(tok, ids: list[int]) -> list[str]:
     texts = [tok.decode(ids[:k], skip_special_tokens=True) for k in range(len(ids) + 1)]
-    return [texts[k + 1][len(texts[k]):] for k in range(len(ids))]
+    return [texts[k + 1][len(texts[k]) :] for k in range(len(ids))]
 
 
 def test_stop_string_spanning_two_tokens_cuts_exactly(lm):
@@ -101,9 +125,11 @@ def test_stop_token_ends_one_row_while_the_others_continue(lm):
         cut = ref.token_ids.index(eos) + 1 if eos in ref.token_ids else len(ref.token_ids)
         assert c.token_ids == ref.token_ids[:cut]
         assert c.finish_reason == ("eos" if eos in ref.token_ids else "length")
-        assert c.text == tok.decode(c.token_ids[:-1] if c.finish_reason == "eos" else c.token_ids, skip_special_tokens=True)
+        assert c.text == tok.decode(
+            c.token_ids[:-1] if c.finish_reason == "eos" else c.token_ids, skip_special_tokens=True
+        )
     assert got[0].finish_reason == "eos" and got[1].finish_reason == "length"
-    decode = counting.rows[len(_length_groups([len(p) for p in ids])):]
+    decode = counting.rows[len(_length_groups([len(p) for p in ids])) :]
     assert decode[0] == len(ids) and min(decode) < len(ids)  # the finished row left the batch
 
 
@@ -115,7 +141,13 @@ def test_lockstep_runs_every_step(lm):
     assert groups > 1
     for lockstep, calls in ((False, groups), (True, 8)):  # lockstep: one prefill forward, then every decode step
         counting = Counting(model)
-        got = sample(counting, ids, SamplingParams(max_new_tokens=8, stop_token_ids=firsts, lockstep=lockstep), tok, pad_id=tok.pad_token_id)
+        got = sample(
+            counting,
+            ids,
+            SamplingParams(max_new_tokens=8, stop_token_ids=firsts, lockstep=lockstep),
+            tok,
+            pad_id=tok.pad_token_id,
+        )
         assert len(counting.rows) == calls
         assert [c.token_ids for c in got] == [c.token_ids[:1] for c in free]
         assert all(c.finish_reason == "eos" and c.text == "" for c in got)
@@ -127,7 +159,10 @@ def test_sampling_is_reproducible_and_tiny_top_p_is_greedy(lm):
     params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k=50)
 
     def run(seed, p=params):
-        return [c.token_ids for c in sample(model, ids, p, tok, pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(seed))]
+        return [
+            c.token_ids
+            for c in sample(model, ids, p, tok, pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(seed))
+        ]
 
     assert run(1) == run(1)
     assert run(1) != run(2)
@@ -137,8 +172,14 @@ def test_sampling_is_reproducible_and_tiny_top_p_is_greedy(lm):
 
 def test_logprobs_equal_a_teacher_forced_forward(lm):
     model, tok, ids = lm
-    got = sample(model, ids, SamplingParams(max_new_tokens=8, temperature=1.5, top_p=0.8, return_logprobs=True), tok,
-                 pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    got = sample(
+        model,
+        ids,
+        SamplingParams(max_new_tokens=8, temperature=1.5, top_p=0.8, return_logprobs=True),
+        tok,
+        pad_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )
     for p, c in zip(ids, got):
         with torch.no_grad():
             logits = model(torch.tensor([p + c.token_ids])).logits[0].float()
@@ -156,7 +197,9 @@ def test_top_p_and_top_k_keep_the_right_tokens():
     assert kept(top_p_filter(logits, 0.99)) == {0, 1, 2, 3}
     assert kept(top_k_filter(logits, 2)) == {1, 3}
     assert torch.equal(top_p_filter(logits, 0.75)[0, [1, 3]], logits[0, [1, 3]])  # kept logits unchanged
-    draws = next_tokens(logits.repeat(20000, 1), SamplingParams(temperature=1.0, top_p=0.75), torch.Generator().manual_seed(0))
+    draws = next_tokens(
+        logits.repeat(20000, 1), SamplingParams(temperature=1.0, top_p=0.75), torch.Generator().manual_seed(0)
+    )
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     assert freq.tolist() == pytest.approx([0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8], abs=0.015)
 
@@ -181,9 +224,13 @@ def test_other_architectures_and_sliding_window_match_hf_generate(tmp_path, pres
 
     from tests.model.tiny_models import save_tiny
 
-    model = AutoModelForCausalLM.from_pretrained(save_tiny(tmp_path / preset, preset, **overrides), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        save_tiny(tmp_path / preset, preset, **overrides), dtype=torch.float32
+    ).eval()
     prompts = [[1, 5, 9, 13, 200, 7, 7, 31], [1, 44], [1, 250, 3, 3, 90]]
-    stop = {sample(model, prompts[:1], SamplingParams(max_new_tokens=3))[0].token_ids[2]}  # row 0 leaves the batch early
+    stop = {
+        sample(model, prompts[:1], SamplingParams(max_new_tokens=3))[0].token_ids[2]
+    }  # row 0 leaves the batch early
     got = sample(model, prompts, SamplingParams(max_new_tokens=10, stop_token_ids=stop))
     assert got[0].finish_reason == "eos"
     for p, c in zip(prompts, got):

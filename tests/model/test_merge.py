@@ -22,7 +22,9 @@ def test_weighted_average_matches_reference(tmp_path):
     for k in merged:
         ref = (1 * sds[0][k] + 2 * sds[1][k] + 5 * sds[2][k]) / 8
         torch.testing.assert_close(merged[k], ref, rtol=1e-6, atol=1e-7)
-    assert not torch.equal(merged["model.layers.0.self_attn.q_proj.weight"], sds[0]["model.layers.0.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], sds[0]["model.layers.0.self_attn.q_proj.weight"]
+    )
 
 
 def test_identity_and_unnormalised_sum(tmp_path):
@@ -31,7 +33,15 @@ def test_identity_and_unnormalised_sum(tmp_path):
     merge(MergeConfig(models=[str(a), str(a)], output=str(tmp_path / "same")))
     for k, v in _sd(tmp_path / "same").items():
         assert torch.equal(v, _sd(a)[k])
-    merge(MergeConfig(models=[str(a), str(b)], weights=[1.0, -1.0], normalize=False, output=str(tmp_path / "diff"), dtype="bfloat16"))
+    merge(
+        MergeConfig(
+            models=[str(a), str(b)],
+            weights=[1.0, -1.0],
+            normalize=False,
+            output=str(tmp_path / "diff"),
+            dtype="bfloat16",
+        )
+    )
     d, sa, sb = _sd(tmp_path / "diff"), _sd(a), _sd(b)
     k = "model.layers.1.mlp.up_proj.weight"
     assert d[k].dtype == torch.bfloat16
@@ -67,7 +77,7 @@ def test_same_size_different_vocab_is_refused(tmp_path, tiny_tokenizer):
 
 
 def test_config_validation():
-    with pytest.raises(Exception, match="2 weights for 3 models"):
+    with pytest.raises(ValueError, match="2 weights for 3 models"):
         MergeConfig(models=["a", "b", "c"], weights=[1, 2])
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         MergeConfig(models=["a"])

@@ -23,7 +23,9 @@ def test_merge_mismatch_is_one_clear_line(tmp_path):
     b = save_tiny(tmp_path / "b", hidden_size=96)
     res = bielik("model", "merge", f"models=[{a}, {b}]", f"output={tmp_path / 'm'}")
     assert res.returncode == 2
-    assert "cannot merge: tensor lm_head.weight has shape [300, 64] in" in res.stderr and "vocabularies" not in res.stderr
+    assert (
+        "cannot merge: tensor lm_head.weight has shape [300, 64] in" in res.stderr and "vocabularies" not in res.stderr
+    )
     assert "Traceback" not in res.stderr and not (tmp_path / "m").exists()
     res = bielik("model", "upscale", f"model={a}", "m=1", "layer_map=[0, 1]", f"output={tmp_path / 'u'}")
     assert res.returncode == 2 and "exactly one of 'm'" in res.stderr

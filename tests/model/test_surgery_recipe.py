@@ -12,9 +12,13 @@ from tests.model.tiny_models import save_tiny
 def test_upscale_then_merge_recipe(tmp_path, tiny_tokenizer):
     src = save_tiny(tmp_path / "src", tokenizer=tiny_tokenizer, vocab_size=2048)
     recipe = {
-        "name": "surgery", "run_dir": str(tmp_path / "run"),
+        "name": "surgery",
+        "run_dir": str(tmp_path / "run"),
         "stages": {
-            "stats": {"kind": "tokenizer.stats", "config": {"tokenizers": {"tiny": str(tiny_tokenizer)}, "chart": False}},
+            "stats": {
+                "kind": "tokenizer.stats",
+                "config": {"tokenizers": {"tiny": str(tiny_tokenizer)}, "chart": False},
+            },
             "up": {"kind": "model.upscale", "config": {"model": str(src), "m": 1}},
             "up2": {"kind": "model.upscale", "config": {"model": str(src), "layer_map": ["0:3", "1:4"]}},
             "soup": {"kind": "model.merge", "config": {"models": ["${up}", "${up2}"], "weights": [3, 1]}},

@@ -62,7 +62,9 @@ def test_matching_across_space_markers(tiny_tokenizer, sp_tok):
     bl, ms = canonical_vocab(byte_level), canonical_vocab(metaspace)
     assert byte_level(" się", add_special_tokens=False).input_ids == [bl["▁się"]]  # 'Ġsi' + two byte symbols of 'ę'
     assert ms["▁się"] == metaspace.convert_tokens_to_ids("▁się")
-    assert ms["<0xC4>"] == metaspace.convert_tokens_to_ids("<0xC4>") and bl["<0xC4>"] == byte_level.convert_tokens_to_ids("Ä")
+    assert ms["<0xC4>"] == metaspace.convert_tokens_to_ids("<0xC4>") and bl[
+        "<0xC4>"
+    ] == byte_level.convert_tokens_to_ids("Ä")
     assert bl["<special:bos>"] == byte_level.bos_token_id and ms["<special:eos>"] == metaspace.eos_token_id
     shared, new = match_tokens(byte_level, metaspace)
     assert shared[metaspace.convert_tokens_to_ids("▁się")] == bl["▁się"]
@@ -76,15 +78,20 @@ def test_focus_swap_copies_shared_and_combines_new(tmp_path, tiny_tokenizer, sp_
 
     src = save_tiny(tmp_path / "src", preset, tokenizer=tiny_tokenizer, vocab_size=2048)
     out = tmp_path / "swapped"
-    s = swap_tokenizer(SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(out), init="focus",
-                                           max_chars=400_000, fasttext=FAST_FT))
+    s = swap_tokenizer(
+        SwapTokenizerConfig(
+            model=str(src), tokenizer=str(sp_tok), output=str(out), init="focus", max_chars=400_000, fasttext=FAST_FT
+        )
+    )
     a, b = AutoModelForCausalLM.from_pretrained(src), AutoModelForCausalLM.from_pretrained(out)
     tgt = load_hf_tokenizer(out)
     assert len(tgt) == 1024 == b.config.vocab_size == b.get_input_embeddings().weight.shape[0]
     assert b.config.eos_token_id == tgt.eos_token_id
     shared, new = match_tokens(load_hf_tokenizer(src), tgt)
     assert s["shared"] == len(shared) > 100 and s["new"] == len(new)
-    assert s["new_focus"] > 20 and s["new_focus"] + s["new_random"] == len(new)  # random: unseen in the corpus (byte tokens)
+    assert s["new_focus"] > 20 and s["new_focus"] + s["new_random"] == len(
+        new
+    )  # random: unseen in the corpus (byte tokens)
     ea, eb = a.get_input_embeddings().weight, b.get_input_embeddings().weight
     t_ids = torch.tensor(list(shared))
     assert torch.equal(eb[t_ids], ea[torch.tensor([shared[t] for t in t_ids.tolist()])])
@@ -114,12 +121,16 @@ def test_mean_and_random_inits(tmp_path, tiny_tokenizer, sp_tok):
     src = save_tiny(tmp_path / "src", tokenizer=tiny_tokenizer, vocab_size=2048)
     a = AutoModelForCausalLM.from_pretrained(src)
     shared, new = match_tokens(load_hf_tokenizer(src), load_hf_tokenizer(sp_tok))
-    swap_tokenizer(SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(tmp_path / "mean"), init="mean"))
+    swap_tokenizer(
+        SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(tmp_path / "mean"), init="mean")
+    )
     m = AutoModelForCausalLM.from_pretrained(tmp_path / "mean")
     mu = a.get_input_embeddings().weight.mean(0)
     torch.testing.assert_close(m.get_input_embeddings().weight[torch.tensor(new)], mu.expand(len(new), -1))
     torch.testing.assert_close(m.lm_head.weight[new[0]], a.lm_head.weight.mean(0))
-    s = swap_tokenizer(SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(tmp_path / "rnd"), init="random"))
+    s = swap_tokenizer(
+        SwapTokenizerConfig(model=str(src), tokenizer=str(sp_tok), output=str(tmp_path / "rnd"), init="random")
+    )
     r = AutoModelForCausalLM.from_pretrained(tmp_path / "rnd").get_input_embeddings().weight[torch.tensor(new)]
     assert s["new_random"] == len(new)
     src_w = a.get_input_embeddings().weight
@@ -129,6 +140,9 @@ def test_mean_and_random_inits(tmp_path, tiny_tokenizer, sp_tok):
 def test_wrong_source_tokenizer_is_refused(tmp_path, tiny_tokenizer, sp_tok):
     src = save_tiny(tmp_path / "src", vocab_size=300)
     with pytest.raises(BielikError, match="300 embedding rows but its tokenizer has 2048"):
-        swap_tokenizer(SwapTokenizerConfig(model=str(src), source_tokenizer=str(tiny_tokenizer), tokenizer=str(sp_tok),
-                                           output=str(tmp_path / "x")))
+        swap_tokenizer(
+            SwapTokenizerConfig(
+                model=str(src), source_tokenizer=str(tiny_tokenizer), tokenizer=str(sp_tok), output=str(tmp_path / "x")
+            )
+        )
     assert not (tmp_path / "x").exists()

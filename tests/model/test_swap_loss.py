@@ -19,16 +19,39 @@ def test_initial_polish_loss_focus_below_mean_below_random(tmp_path, tiny_model,
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
     from bielik.train.pretrain import PretrainConfig, pretrain
 
-    pretrain(PretrainConfig(model=str(tiny_model), data=str(tiny_data), output=str(tmp_path / "src"), train=engine_config(
-        steps=500, micro_batch_size=16, optim={"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20},
-        checkpoint={"every": 0, "save_final": True})))
+    pretrain(
+        PretrainConfig(
+            model=str(tiny_model),
+            data=str(tiny_data),
+            output=str(tmp_path / "src"),
+            train=engine_config(
+                steps=500,
+                micro_batch_size=16,
+                optim={"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20},
+                checkpoint={"every": 0, "save_final": True},
+            ),
+        )
+    )
     target = tmp_path / "pl-tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(target), style="sentencepiece", vocab_size=4096, max_chars=2_000_000, langs=["pl"]))
+    train_tokenizer(
+        TokenizerTrainConfig(
+            output=str(target), style="sentencepiece", vocab_size=4096, max_chars=2_000_000, langs=["pl"]
+        )
+    )
     heldout = [str(shipped_corpus_dir() / "pl_ntrex_news.jsonl.gz")]
     loss = {}
     for init in ("focus", "mean", "random"):
-        s = swap_tokenizer(SwapTokenizerConfig(model=str(tmp_path / "src" / "final"), tokenizer=str(target), output=str(tmp_path / init),
-                                               init=init, max_chars=3_000_000, fasttext={"threads": 2},
-                                               eval_inputs=heldout, eval_max_tokens=20_000))
+        s = swap_tokenizer(
+            SwapTokenizerConfig(
+                model=str(tmp_path / "src" / "final"),
+                tokenizer=str(target),
+                output=str(tmp_path / init),
+                init=init,
+                max_chars=3_000_000,
+                fasttext={"threads": 2},
+                eval_inputs=heldout,
+                eval_max_tokens=20_000,
+            )
+        )
         loss[init] = s["eval"]["loss"]
     assert loss["focus"] < loss["mean"] < loss["random"], loss

@@ -21,7 +21,9 @@ def test_dus_layer_map_matches_solar():
         parse_layer_map(["0:5"], 4)
 
 
-@pytest.mark.parametrize("preset, m, layers, billions", [("mistral-7b-v0.2", 7, 50, 11.17), ("qwen2.5-3b", 8, 56, 4.63)])
+@pytest.mark.parametrize(
+    "preset, m, layers, billions", [("mistral-7b-v0.2", 7, 50, 11.17), ("qwen2.5-3b", 8, 56, 4.63)]
+)
 def test_real_shapes_on_meta(preset, m, layers, billions):
     s = upscale(UpscaleConfig(model=preset, m=m, dry_run=True))
     assert s["output_layers"] == layers
@@ -33,11 +35,14 @@ def test_preset_needs_dry_run(tmp_path):
         upscale(UpscaleConfig(model="mistral-7b-v0.2", m=7, output=str(tmp_path / "x")))
 
 
-@pytest.mark.parametrize("preset, extra", [
-    ("tiny-llama", {}),
-    ("tiny-mistral", {"head_dim": 16}),
-    ("tiny-qwen2", {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 2}),
-])
+@pytest.mark.parametrize(
+    "preset, extra",
+    [
+        ("tiny-llama", {}),
+        ("tiny-mistral", {"head_dim": 16}),
+        ("tiny-qwen2", {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 2}),
+    ],
+)
 def test_upscaled_layers_equal_their_source_layer(tmp_path, preset, extra):
     from transformers import AutoModelForCausalLM
 
@@ -101,5 +106,8 @@ def test_derived_layer_types_are_made_explicit(tmp_path):
     conf.pop("layer_types")
     (src / "config.json").write_text(json.dumps(conf))
     upscale(UpscaleConfig(model=str(src), layer_map=[2, 0, 3], output=str(tmp_path / "o")))
-    assert AutoConfig.from_pretrained(tmp_path / "o").layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
-
+    assert AutoConfig.from_pretrained(tmp_path / "o").layer_types == [
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+    ]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, vocab_size=300)
+SMALL = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=300,
+)
 
 
 def save_tiny(out: Path, preset: str = "tiny-llama", seed: int = 0, tokenizer: Path | None = None, **overrides) -> Path:

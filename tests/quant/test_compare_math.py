@@ -14,7 +14,7 @@ def test_token_stats_match_hand_computation():
     q = np.array([[0.25, 0.5, 0.25], [0.2, 0.6, 0.2]])
     targets = np.array([0, 1])
     s = summarise(token_stats(np.log(p), np.log(q), targets))
-    kld1 = 0.5 * math.log(2) + 0.25 * math.log(0.5)            # = ln(2)/4
+    kld1 = 0.5 * math.log(2) + 0.25 * math.log(0.5)  # = ln(2)/4
     kld2 = 0.1 * math.log(0.1 / 0.2) + 0.3 * math.log(0.3 / 0.2)
     assert s["kld_mean"] == pytest.approx((kld1 + kld2) / 2, rel=1e-12)
     assert s["kld_max"] == pytest.approx(max(kld1, kld2), rel=1e-12)
@@ -53,7 +53,7 @@ def encode_like_llama_perplexity(logits: np.ndarray) -> np.ndarray:
         lse = np.float32(np.log(np.exp(row - mx).sum()))
         scale = np.float32((mx - mn) / 65535)
         out[i, :4] = np.array([scale, mn - mx - lse], dtype=np.float32).view(np.uint16)
-        out[i, 4:4 + n_vocab] = np.where(row > mn, np.rint((row - mn) / scale), 0)
+        out[i, 4 : 4 + n_vocab] = np.where(row > mn, np.rint((row - mn) / scale), 0)
     return out
 
 
@@ -71,7 +71,7 @@ def write_logprob_file(path, tokens: np.ndarray, logits: np.ndarray) -> None:
 @pytest.fixture
 def two_models(tmp_path):
     rng = np.random.default_rng(1)
-    n_chunk, n_ctx, vocab = 3, 8, 13          # odd vocab: records are padded to an even length
+    n_chunk, n_ctx, vocab = 3, 8, 13  # odd vocab: records are padded to an even length
     n_scored = n_ctx - 1 - n_ctx // 2
     tokens = rng.integers(0, vocab, (n_chunk, n_ctx))
     ref = rng.normal(scale=2.0, size=(n_chunk, n_scored, vocab))
@@ -124,13 +124,30 @@ def test_different_tokens_refused(two_models, tmp_path):
 
 
 def test_table_and_plot(tmp_path):
-    row = {"model": "m-Q4_K_M.gguf", "type": "Q4_K_M", "imatrix": False, "gib": 0.01, "bits_per_weight": 4.9, "ppl": 10.0,
-           "delta_ppl": 0.5, "kld_mean": 0.02, "kld_stderr": 0.001, "kld_p99": 0.2, "dp_mean_pct": -0.5, "dp_rms_pct": 3.0,
-           "same_top_pct": 91.0}
-    result = {"reference": {"model": "m-f32.gguf", "type": "ALL_F32", "bits_per_weight": 32.0, "ppl": 9.5},
-              "text": {"characters": {"pl": 1000}, "ctx": 64}, "rows": [row, {**row, "imatrix": True, "kld_mean": 0.01}]}
+    row = {
+        "model": "m-Q4_K_M.gguf",
+        "type": "Q4_K_M",
+        "imatrix": False,
+        "gib": 0.01,
+        "bits_per_weight": 4.9,
+        "ppl": 10.0,
+        "delta_ppl": 0.5,
+        "kld_mean": 0.02,
+        "kld_stderr": 0.001,
+        "kld_p99": 0.2,
+        "dp_mean_pct": -0.5,
+        "dp_rms_pct": 3.0,
+        "same_top_pct": 91.0,
+    }
+    result = {
+        "reference": {"model": "m-f32.gguf", "type": "ALL_F32", "bits_per_weight": 32.0, "ppl": 9.5},
+        "text": {"characters": {"pl": 1000}, "ctx": 64},
+        "rows": [row, {**row, "imatrix": True, "kld_mean": 0.01}],
+    }
     md = markdown_table(result)
-    assert "| m-Q4_K_M.gguf | Q4_K_M | no | 0.0100 | 4.90 | 10.0000 | +0.5000 | 0.02000 ± 0.00100 |" in md
+    # compare.md is the report's table of the stage (one renderer)
+    assert "| m-Q4_K_M.gguf | Q4_K_M | no | 0.0100 | 4.90 | 10.0000 | +0.5000 | 0.02000 | 0.00100 |" in md
+    assert "reference m-f32.gguf (ALL_F32, 32.00 bits/weight), PPL 9.5000 on 1,000 held-out characters" in md
     assert md.count("\n| m-Q4_K_M") == 2
     plot_kld(result["rows"], tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,5 @@
-"""Fast checks that need no llama.cpp build: GGUF validation, export checks, configs, calibration split, toolchain errors."""
+"""Fast checks that need no llama.cpp build: GGUF validation, export checks, configs, calibration split,
+toolchain errors."""
 
 import json
 import shutil
@@ -81,7 +82,9 @@ def test_pretokenizer_is_the_one_hf_applies(tiny_tokenizer, tiny_model, tmp_path
     # (digit-by-digit split); bielik trains with the tokenizer as saved, so the GGUF keeps GPT-2's split
     shutil.copytree(tiny_model, tmp_path / "q")
     cfg = json.loads((tmp_path / "q" / "config.json").read_text())
-    (tmp_path / "q" / "config.json").write_text(json.dumps({**cfg, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
+    (tmp_path / "q" / "config.json").write_text(
+        json.dumps({**cfg, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]})
+    )
     assert detect_pretokenizer(tmp_path / "q") == "gpt-2"
     # a tokenizer saved as Qwen2Tokenizer (a real Qwen2 checkpoint) splits like Qwen2
     conf = json.loads((tmp_path / "q" / "tokenizer_config.json").read_text())
@@ -93,9 +96,16 @@ def test_pretokenizer_split_patterns():
     from bielik.quant.export import _LLAMA3, _QWEN2, pretokenizer_name
 
     for pattern, name in ((_LLAMA3, "llama-bpe"), (_QWEN2, "qwen2"), ("\\s+|\\w+", None)):
-        tj = {"model": {"type": "BPE"}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}}
+        tj = {
+            "model": {"type": "BPE"},
+            "pre_tokenizer": {
+                "type": "Sequence",
+                "pretokenizers": [
+                    {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+                    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+                ],
+            },
+        }
         assert pretokenizer_name(tj) == name
     assert pretokenizer_name({"model": {"type": "Unigram"}, "pre_tokenizer": None}) is None
 
@@ -121,7 +131,14 @@ def test_export_refuses_bad_inputs_and_writes_nothing(tmp_path, tiny_model):
 
 
 def test_quantize_config_checks():
-    assert load_config(QuantizeConfig, None, ["model=x"]).types == ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]
+    assert load_config(QuantizeConfig, None, ["model=x"]).types == [
+        "Q8_0",
+        "Q6_K",
+        "Q5_K_M",
+        "Q4_K_M",
+        "Q3_K_M",
+        "Q2_K",
+    ]
     with pytest.raises(ConfigError, match="IQ2_XXS.*need an importance matrix"):
         load_config(QuantizeConfig, None, ["model=x", "types=[Q4_K_M,IQ2_XXS]"])
     assert load_config(QuantizeConfig, None, ["model=x", "types=[iq2_xxs]", "imatrix=i.gguf"]).types == ["IQ2_XXS"]
@@ -163,8 +180,12 @@ def test_cli_refuses_a_truncated_gguf_cleanly(tmp_path):
     data = write_gguf(tmp_path / "m.gguf").read_bytes()
     (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
     out = tmp_path / "q"
-    res = subprocess.run([sys.executable, "-m", "bielik.cli", "quant", "quantize", f"model={tmp_path / 'cut.gguf'}", f"output={out}"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "bielik.cli", "quant", "quantize", f"model={tmp_path / 'cut.gguf'}", f"output={out}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2
     assert "cut.gguf is a damaged or truncated GGUF file" in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()

@@ -19,7 +19,11 @@ def test_sums_of_squares_match_direct_computation(model):
     ids = torch.randint(4, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0)).tolist()
     entries, windows = torch_imatrix(model, ids, ctx=16, bos_id=1)
     assert windows == 2  # 40 // 16: the tail is dropped, as llama-imatrix does
-    names = {f"blk.{i}.{n}.weight" for i in range(2) for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")}
+    names = {
+        f"blk.{i}.{n}.weight"
+        for i in range(2)
+        for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+    }
     assert set(entries) == names
     x = torch.tensor([ids[:16], ids[16:32]])
     x[:, 0] = 1

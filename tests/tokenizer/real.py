@@ -7,7 +7,7 @@ import functools
 import pytest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str):
     from bielik.errors import BielikError
     from bielik.tokenizer.formats import load_tokenizer

@@ -20,7 +20,9 @@ def sp_small(tmp_path_factory):
     from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     out = tmp_path_factory.mktemp("sp_small") / "tok"
-    train_tokenizer(TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=1200, max_chars=400_000, langs=["pl"]))
+    train_tokenizer(
+        TokenizerTrainConfig(output=str(out), style="sentencepiece", vocab_size=1200, max_chars=400_000, langs=["pl"])
+    )
     return out
 
 
@@ -74,18 +76,25 @@ def test_assistant_mask_is_exactly_content_and_im_end(style, tiny_tokenizer, sp_
 
 def test_generation_prompt_is_the_masked_prefix_of_a_trained_turn(tiny_tokenizer):
     tok = load_hf_tokenizer(tiny_tokenizer)
-    prompt = tok.apply_chat_template(DIALOGUE[:2], tokenize=True, return_dict=True, add_generation_prompt=True)["input_ids"]
+    prompt = tok.apply_chat_template(DIALOGUE[:2], tokenize=True, return_dict=True, add_generation_prompt=True)[
+        "input_ids"
+    ]
     full = tok.apply_chat_template(DIALOGUE[:3], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     assert full["input_ids"][: len(prompt)] == prompt
     assert not any(full["assistant_masks"][: len(prompt)]) and full["assistant_masks"][len(prompt)] == 1
-    assert tok.apply_chat_template(DIALOGUE[:2], tokenize=False, add_generation_prompt=True).endswith("<|im_start|>assistant\n")
+    assert tok.apply_chat_template(DIALOGUE[:2], tokenize=False, add_generation_prompt=True).endswith(
+        "<|im_start|>assistant\n"
+    )
 
 
 def test_sentencepiece_style_never_merges_across_a_newline(sp_small):
     tok = load_hf_tokenizer(sp_small)
     assert [t for t in tok.get_vocab() if "\n" in t] == ["\n"]
     pieces = tok.convert_ids_to_tokens(tok("Ala ma kota.\nTak.", add_special_tokens=False).input_ids)
-    assert "\n" in pieces and tok.decode(tok("Ala ma kota.\nTak.", add_special_tokens=False).input_ids) == "Ala ma kota.\nTak."
+    assert (
+        "\n" in pieces
+        and tok.decode(tok("Ala ma kota.\nTak.", add_special_tokens=False).input_ids) == "Ala ma kota.\nTak."
+    )
 
 
 def test_ensure_chat_template(tiny_tokenizer):

@@ -66,4 +66,7 @@ def test_tokenizer_in_a_qwen2_model_dir_keeps_its_pipeline(tmp_path, tiny_tokeni
     text = "Ala ma kota\n  x 2024"
     want = AutoTokenizer.from_pretrained(tiny_tokenizer)(text).input_ids
     assert load_hf_tokenizer(d)(text).input_ids == want
-    assert load_tokenizer(d).encode(text) == AutoTokenizer.from_pretrained(tiny_tokenizer)(text, add_special_tokens=False).input_ids
+    assert (
+        load_tokenizer(d).encode(text)
+        == AutoTokenizer.from_pretrained(tiny_tokenizer)(text, add_special_tokens=False).input_ids
+    )

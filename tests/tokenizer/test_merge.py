@@ -18,7 +18,9 @@ def test_mistral_plus_polish_merge_is_ambiguous(tmp_path, polish_sp):
 
     mistral = real_tokenizer("mistral-v0.1").hf()
     out = tmp_path / "merged"
-    s = merge_tokenizers(TokenizerMergeConfig(base="mistral-v0.1", extra=str(polish_sp), output=str(out), sample_docs=20))
+    s = merge_tokenizers(
+        TokenizerMergeConfig(base="mistral-v0.1", extra=str(polish_sp), output=str(out), sample_docs=20)
+    )
     merged = load_hf_tokenizer(out)
     # the base vocabulary is kept id for id; new tokens are appended
     mv, bv = merged.get_vocab(), mistral.get_vocab()
@@ -56,7 +58,9 @@ def test_byte_level_merge(tmp_path, tiny_tokenizer):
 
     extra = tmp_path / "pl"
     train_tokenizer(TokenizerTrainConfig(output=str(extra), vocab_size=3000, max_chars=1_000_000, langs=["pl"], seed=1))
-    s = merge_tokenizers(TokenizerMergeConfig(base=str(tiny_tokenizer), extra=str(extra), output=str(tmp_path / "m"), sample_docs=20))
+    s = merge_tokenizers(
+        TokenizerMergeConfig(base=str(tiny_tokenizer), extra=str(extra), output=str(tmp_path / "m"), sample_docs=20)
+    )
     merged, base = load_hf_tokenizer(tmp_path / "m"), load_hf_tokenizer(tiny_tokenizer)
     assert all(merged.get_vocab()[t] == i for t, i in base.get_vocab().items())
     assert s["added_tokens"] > 300 and s["added_tokens_used_by_extra"] > 100  # words carry their leading space (Ġ)

@@ -10,8 +10,11 @@ def test_counts_follow_the_definitions(tmp_path, tiny_tokenizer):
 
     txt = tmp_path / "t.txt"
     txt.write_text("Ala ma kota,  a kot ma Alę.\nKoniec.", encoding="utf-8")
-    res = tokenizer_stats(TokenizerStatsConfig(tokenizers={"tiny": str(tiny_tokenizer)}, texts=[str(txt), "preamble-pl"],
-                                               output=str(tmp_path / "s")))
+    res = tokenizer_stats(
+        TokenizerStatsConfig(
+            tokenizers={"tiny": str(tiny_tokenizer)}, texts=[str(txt), "preamble-pl"], output=str(tmp_path / "s")
+        )
+    )
     hf = AutoTokenizer.from_pretrained(tiny_tokenizer)
     row = next(r for r in res["rows"] if r["text"] == "t")
     n = len(hf("Ala ma kota,  a kot ma Alę.\nKoniec.", add_special_tokens=False).input_ids)

@@ -1,7 +1,7 @@
 import pytest
 
 from bielik.data.corpus import shipped_corpus_dir
-from bielik.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from bielik.tokenizer.train import TokenizerTrainConfig
 from tests.conftest import polish_sp_tokenizer
 from tests.tokenizer.real import real_tokenizer
 
@@ -29,7 +29,10 @@ def test_sentencepiece_style_format(sp_tokenizer):
     assert tok.decode(ids) == text
     chat = tok.apply_chat_template([{"role": "user", "content": "Cześć"}], tokenize=False, add_generation_prompt=True)
     chat_ids = tok(chat, add_special_tokens=False).input_ids
-    assert chat_ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 2 and tok.convert_tokens_to_ids("<|im_end|>") in chat_ids
+    assert (
+        chat_ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 2
+        and tok.convert_tokens_to_ids("<|im_end|>") in chat_ids
+    )
     assert json.loads((sp_tokenizer / "metrics.json").read_text())["vocab_size"] == 8192
 
 
@@ -95,8 +98,11 @@ def test_sample_caps_one_huge_document_and_reads_only_the_sample(tmp_path):
 
     text = _shipped_polish_text(30)
     huge = (text + "\n\n") * (2_000_000 // len(text) + 1)
-    src = _jsonl(tmp_path / "docs.jsonl", [{"id": "huge", "text": huge, "lang": "pl"}]
-                 + [{"id": f"d{i}", "text": f"Dokument numer {i}. " * 50, "lang": "pl"} for i in range(20)])
+    src = _jsonl(
+        tmp_path / "docs.jsonl",
+        [{"id": "huge", "text": huge, "lang": "pl"}]
+        + [{"id": f"d{i}", "text": f"Dokument numer {i}. " * 50, "lang": "pl"} for i in range(20)],
+    )
     cfg = TokenizerTrainConfig(inputs=[str(src)], output=str(tmp_path / "x"), max_chars=50_000, decontaminate=[])
     tracemalloc.start()
     try:

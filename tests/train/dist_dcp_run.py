@@ -39,11 +39,15 @@ class RankRows(Rows):
 
 
 def make_engine(out: Path, strategy: str, async_save: bool, d=None, every: int = 0) -> Engine:
-    cfg = engine_config(steps=STEPS, lm_head_chunk=8, precision="fp32", logging={"every": 1},
-                        optim={"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1},
-                        distributed={"strategy": strategy, "backend": "gloo"},
-                        checkpoint={"every": every or STEPS, "keep_last": 5, "async_save": async_save,
-                                    "save_final": False})
+    cfg = engine_config(
+        steps=STEPS,
+        lm_head_chunk=8,
+        precision="fp32",
+        logging={"every": 1},
+        optim={"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1},
+        distributed={"strategy": strategy, "backend": "gloo"},
+        checkpoint={"every": every or STEPS, "keep_last": 5, "async_save": async_save, "save_final": False},
+    )
     if d is None:
         d = init_distributed("cpu", cfg.distributed)
     return Engine(cfg, micro_llama(0), CausalLM(chunk=8), RankRows(d.rank, d.world_size), out, d, seq_len=12)

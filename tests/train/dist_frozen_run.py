@@ -29,15 +29,23 @@ class RankRows(Rows):
 
 def main(out: Path, strategy: str, cache: bool) -> None:
     torch.set_num_threads(1)
-    cfg = engine_config(steps=6, precision="fp32", optim={"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1}, logging={"every": 1},
-                        distributed={"strategy": strategy}, checkpoint={"every": 6, "save_final": False},
-                        prepare={"cache": "auto", "precompute": True} if cache else {})
+    cfg = engine_config(
+        steps=6,
+        precision="fp32",
+        optim={"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1},
+        logging={"every": 1},
+        distributed={"strategy": strategy},
+        checkpoint={"every": 6, "save_final": False},
+        prepare={"cache": "auto", "precompute": True} if cache else {},
+    )
     d = init_distributed("cpu", cfg.distributed)
     ref = micro_llama(1)
     eng = Engine(cfg, micro_llama(0), MarginToReference(ref), RankRows(d.rank, d.world_size), out, d, seq_len=12)
     eng.fit()
     if d.is_main:
-        (out / "ref_is_sharded.json").write_text(json.dumps(any(type(p).__name__ == "DTensor" for p in ref.parameters())))
+        (out / "ref_is_sharded.json").write_text(
+            json.dumps(any(type(p).__name__ == "DTensor" for p in ref.parameters()))
+        )
     shutdown(d)
 
 

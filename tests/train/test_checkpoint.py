@@ -26,8 +26,10 @@ def _write_full_state_checkpoint(eng, root):
     eng.hf_model.save_pretrained(path, state_dict=sd, safe_serialization=True)
     torch.save(get_optimizer_state_dict(eng.module, eng.optimizer, options=opts), path / "optimizer.pt")
     save_file({"rank0.cpu": torch.get_rng_state()}, path / "rng.safetensors")
-    write_json(path / "state.json",
-               {**eng._trainer_state(), "step": eng.step, "world_size": 1, "python_rng": random.getstate()})
+    write_json(
+        path / "state.json",
+        {**eng._trainer_state(), "step": eng.step, "world_size": 1, "python_rng": random.getstate()},
+    )
     atomic_write_text(root / ckpt.LATEST, path.name + "\n")
 
 

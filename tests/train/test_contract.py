@@ -26,8 +26,17 @@ V = 16
 
 def micro_llama(seed: int = 0, vocab: int = V) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+        )
+    )
 
 
 def seq_logprob(model, ids: torch.Tensor) -> torch.Tensor:
@@ -61,7 +70,9 @@ class MarginToReference(Objective):
         gap = seq_logprob(model, batch["input_ids"]) - batch["ref_logp"]
         loss = ((gap - self.target) ** 2).sum()
         n_tok = torch.tensor(float(batch["input_ids"][:, 1:].numel()))
-        return ObjectiveOutput(loss, {"gap": gap.detach().sum(), "gap_per_token": (gap.detach().sum() * 0 + n_tok, n_tok)})
+        return ObjectiveOutput(
+            loss, {"gap": gap.detach().sum(), "gap_per_token": (gap.detach().sum() * 0 + n_tok, n_tok)}
+        )
 
 
 class Rows:
@@ -92,7 +103,9 @@ class Rows:
 
 
 def _engine(out, objective, source, model=None, **cfg):
-    e = engine_config(**{"steps": 12, "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1}, "logging": {"every": 1}, **cfg})
+    e = engine_config(
+        **{"steps": 12, "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 1}, "logging": {"every": 1}, **cfg}
+    )
     return Engine(e, model or micro_llama(0), objective, source, out, Dist(), seq_len=12)
 
 
@@ -104,7 +117,9 @@ def test_frozen_reference_never_trained_saved_or_optimised(tmp_path):
     ref = micro_llama(1)
     before = copy.deepcopy(ref.state_dict())
     obj = MarginToReference(ref)
-    eng = _engine(tmp_path / "run", obj, Rows(), checkpoint={"every": 6, "save_final": False}, precision="bf16-autocast")
+    eng = _engine(
+        tmp_path / "run", obj, Rows(), checkpoint={"every": 6, "save_final": False}, precision="bf16-autocast"
+    )
     assert not ref.training and all(not p.requires_grad for p in ref.parameters())
     assert all(p.dtype == torch.bfloat16 for p in ref.parameters())  # frozen_dtype auto under bf16 autocast
     optimised = {id(p) for g in eng.optimizer.param_groups for p in g["params"]}
@@ -114,7 +129,9 @@ def test_frozen_reference_never_trained_saved_or_optimised(tmp_path):
     for k, v in ref.state_dict().items():
         assert torch.equal(v.float(), before[k].float().to(torch.bfloat16).float()), k
     saved = load_file(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors")
-    assert set(saved) == set(micro_llama(0).state_dict()) - {"lm_head.weight"} or set(saved) == set(micro_llama(0).state_dict())
+    assert set(saved) == set(micro_llama(0).state_dict()) - {"lm_head.weight"} or set(saved) == set(
+        micro_llama(0).state_dict()
+    )
     eng.export(tmp_path / "export")
     assert set(load_file(tmp_path / "export" / "model.safetensors")) == set(saved)
     rows = _train_rows(tmp_path / "run")
@@ -146,9 +163,15 @@ def test_prepare_cache_precompute_reused_and_identical(tmp_path):
     assert summary["prepare_cache"]["misses"] == 4 and summary["prepare_cache"]["hits"] == 24
     assert [r["loss"] for r in _train_rows(tmp_path / "cached")] == [r["loss"] for r in _train_rows(tmp_path / "plain")]
     parts = list((tmp_path / "cached" / "prepared").glob("part-*.safetensors"))
-    assert parts and json.loads((tmp_path / "cached" / "prepared" / "meta.json").read_text())["objective"] == "margin_to_reference"
+    assert (
+        parts
+        and json.loads((tmp_path / "cached" / "prepared" / "meta.json").read_text())["objective"]
+        == "margin_to_reference"
+    )
     again = MarginToReference(micro_llama(1))  # a second run reads the cache from disk
-    _engine(tmp_path / "again", again, Rows(), precision="fp32", prepare={"cache": str(tmp_path / "cached" / "prepared")}).fit()
+    _engine(
+        tmp_path / "again", again, Rows(), precision="fp32", prepare={"cache": str(tmp_path / "cached" / "prepared")}
+    ).fit()
     assert again.prepare_calls == 0
 
 
@@ -174,7 +197,9 @@ class Reinforce(Objective):
 
     def __call__(self, model, batch):
         ids = batch["input_ids"]
-        lp = chunked_token_logprobs(decoder_hidden_states(model, ids)[:, :-1], lm_head_weight(model), ids[:, 1:], chunk=64)
+        lp = chunked_token_logprobs(
+            decoder_hidden_states(model, ids)[:, :-1], lm_head_weight(model), ids[:, 1:], chunk=64
+        )
         seq = (lp * batch["completion_mask"][:, 1:]).sum(-1)
         loss = -(batch["advantage"] * seq).sum()
         return ObjectiveOutput(loss, {"reward": batch["reward"].sum()})
@@ -201,14 +226,21 @@ def make_rollout(calls):
         mask[:, 1:] = 1
         batch = {"input_ids": ids, "completion_mask": mask, "reward": reward, "advantage": reward - reward.mean()}
         return [batch]
+
     return run
 
 
 def test_rollout_source_replays_and_learns(tmp_path):
     calls = []
     src = RolloutSource(list(range(4, 12)), make_rollout(calls), prompts_per_rollout=8, reuse=3, seed=0)
-    eng = _engine(tmp_path / "run", Reinforce(), src, steps=30, optim={"lr": 3e-2, "min_lr": 3e-2, "warmup_steps": 0},
-                  checkpoint={"every": 4, "keep_last": 5, "save_final": False})
+    eng = _engine(
+        tmp_path / "run",
+        Reinforce(),
+        src,
+        steps=30,
+        optim={"lr": 3e-2, "min_lr": 3e-2, "warmup_steps": 0},
+        checkpoint={"every": 4, "keep_last": 5, "save_final": False},
+    )
     eng.fit()
     assert len(calls) == 10  # 30 steps / reuse 3
     rows = _train_rows(tmp_path / "run")
@@ -268,8 +300,19 @@ def test_rollout_resume_samples_the_same_rollouts(tmp_path):
 def test_adaptive_lr_scales_with_loss_tokens(tmp_path):
     calls = []
     src = RolloutSource(list(range(4, 12)), make_rollout(calls), 4, reuse=1, seed=0)
-    eng = _engine(tmp_path / "run", Reinforce(), src, steps=3, optim={"lr": 1e-2, "min_lr": 1e-2, "warmup_steps": 0, "schedule": "constant",
-                                                                      "alr": {"enabled": True, "baseline_tokens": 96}})
+    eng = _engine(
+        tmp_path / "run",
+        Reinforce(),
+        src,
+        steps=3,
+        optim={
+            "lr": 1e-2,
+            "min_lr": 1e-2,
+            "warmup_steps": 0,
+            "schedule": "constant",
+            "alr": {"enabled": True, "baseline_tokens": 96},
+        },
+    )
     eng.fit()
     for r in _train_rows(tmp_path / "run"):
         assert r["loss_tokens"] == 4 * 6
@@ -284,12 +327,27 @@ def test_checkpoint_from_before_the_contract_still_loads(tmp_path):
     shutil.copytree(FIXTURES / "legacy_checkpoint", run / "checkpoints")
     from tests.train.fixtures.make_legacy_checkpoint import Rows as LegacyRows
 
-    e = engine_config(steps=5, micro_batch_size=2, lm_head_chunk=8, eval={"every": 0, "at_start": False},
-                      checkpoint={"every": 0, "save_final": False}, peak_flops=1e12)
+    e = engine_config(
+        steps=5,
+        micro_batch_size=2,
+        lm_head_chunk=8,
+        eval={"every": 0, "at_start": False},
+        checkpoint={"every": 0, "save_final": False},
+        peak_flops=1e12,
+    )
     from bielik.train.objectives import CausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=32,
+        )
+    )
     eng = Engine(e, model, CausalLM(chunk=8), LegacyRows(), run, Dist(), seq_len=12)
     eng.maybe_resume()
     assert eng.step == 3 and eng.train.cursor == 3
@@ -307,8 +365,17 @@ def _torchrun(tmp_path, nproc, strategy, cache):
 
     out = tmp_path / f"{strategy}-{nproc}-{cache}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(Path(__file__).parent / "dist_frozen_run.py"), str(out), strategy, "cache" if cache else "nocache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(Path(__file__).parent / "dist_frozen_run.py"),
+        str(out),
+        strategy,
+        "cache" if cache else "nocache",
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     return out

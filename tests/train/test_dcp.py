@@ -28,8 +28,15 @@ REPO = Path(__file__).parents[2]
 def _cmd(nproc: int, *args: str) -> list[str]:
     if nproc == 1:
         return [sys.executable, str(SCRIPT), *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(SCRIPT),
-            *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(SCRIPT),
+        *args,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -48,8 +55,11 @@ def _state(run: Path, step: int) -> dict:
 def _assert_same(a: dict, b: dict, exact: bool) -> None:
     assert a["model"].keys() == b["model"].keys() and a["optim"]["state"].keys() == b["optim"]["state"].keys()
     pairs = [(k, a["model"][k], b["model"][k]) for k in a["model"]]
-    pairs += [(f"{k}.{m}", a["optim"]["state"][k][m], b["optim"]["state"][k][m]) for k in a["optim"]["state"]
-              for m in ("exp_avg", "exp_avg_sq", "step")]
+    pairs += [
+        (f"{k}.{m}", a["optim"]["state"][k][m], b["optim"]["state"][k][m])
+        for k in a["optim"]["state"]
+        for m in ("exp_avg", "exp_avg_sq", "step")
+    ]
     for name, x, y in pairs:
         if exact:
             assert torch.equal(x, y), name
@@ -88,8 +98,9 @@ def test_saved_by_two_processes_resumes_on_two_and_on_one(strategy, mode, tmp_pa
 
 def test_kill9_mid_save_leaves_latest_on_the_previous_checkpoint(tmp_path):
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(1, str(run), "hang", "ddp", "sync"), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cmd(1, str(run), "hang", "ddp", "sync"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     marker = run / "checkpoints" / "SAVING"
     deadline = time.monotonic() + 300
     while not marker.exists():

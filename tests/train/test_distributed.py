@@ -21,10 +21,20 @@ def _losses(run_dir):
 def _run(args, nproc, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1"}
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "bielik.cli"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "bielik.cli",
+        ]
     else:
         cmd = [sys.executable, "-m", "bielik.cli"]
-    res = subprocess.run(cmd + ["train", "pretrain", *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    res = subprocess.run(
+        cmd + ["train", "pretrain", *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     return res
 
@@ -38,14 +48,28 @@ def single(tiny_model, tiny_data, tmp_path_factory):
 
 
 def _common(tiny_model, tiny_data):
-    return [f"model={tiny_model}", f"data={tiny_data}", f"train.steps={STEPS}", "train.micro_batch_size=4",
-            "train.lm_head_chunk=64", "train.logging.every=1", "train.eval.every=3", "train.eval.batches=4",
-            "train.optim.warmup_steps=2", "train.optim.lr=3e-3", "train.checkpoint.every=3"]
+    return [
+        f"model={tiny_model}",
+        f"data={tiny_data}",
+        f"train.steps={STEPS}",
+        "train.micro_batch_size=4",
+        "train.lm_head_chunk=64",
+        "train.logging.every=1",
+        "train.eval.every=3",
+        "train.eval.batches=4",
+        "train.optim.warmup_steps=2",
+        "train.optim.lr=3e-3",
+        "train.checkpoint.every=3",
+    ]
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_processes_match_one(strategy, single, tiny_model, tiny_data, tmp_path):
-    _run([*_common(tiny_model, tiny_data), f"output={tmp_path / 'run'}", f"train.distributed.strategy={strategy}"], 2, tmp_path)
+    _run(
+        [*_common(tiny_model, tiny_data), f"output={tmp_path / 'run'}", f"train.distributed.strategy={strategy}"],
+        2,
+        tmp_path,
+    )
     train2, val2 = _losses(tmp_path / "run")
     train1, val1 = single
     assert len(train2) == STEPS and train2[-1] < train2[0]

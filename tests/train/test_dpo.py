@@ -29,8 +29,14 @@ from bielik.train.objectives.dpo import DPOPositive
 # ------------------------------------------------------------------------------------- pure maths
 def test_loss_hand_computed():
     # h_w = -10 - (-9) = -1, h_l = -12 - (-11) = -1, p = 1; z = 0.5·(-1 + 1 - 2·1) = -1
-    out = dpo_positive_loss(torch.tensor([-10.0, -8.0]), torch.tensor([-12.0, -12.0]), torch.tensor([-9.0, -9.0]),
-                            torch.tensor([-11.0, -11.0]), beta=0.5, lam=2.0)
+    out = dpo_positive_loss(
+        torch.tensor([-10.0, -8.0]),
+        torch.tensor([-12.0, -12.0]),
+        torch.tensor([-9.0, -9.0]),
+        torch.tensor([-11.0, -11.0]),
+        beta=0.5,
+        lam=2.0,
+    )
     # second pair: h_w = 1, h_l = -1, p = 0; z = 0.5·2 = 1
     assert out.losses.tolist() == pytest.approx([math.log(1 + math.e), math.log(1 + math.exp(-1))], rel=1e-6)
     assert out.penalty.tolist() == [1.0, 0.0]
@@ -54,7 +60,9 @@ def test_penalty_zero_above_reference_and_linear_below():
     assert (out.losses[3:] > base.losses[3:]).all()
     # d loss / d log πθ(y_w): -β·σ(-z) above the reference, -β·(1 + λ)·σ(-z) below it
     pc = (ref + delta).requires_grad_()
-    dpo_positive_loss(pc, torch.full((7,), -60.0), ref, torch.full((7,), -60.0), beta=0.1, lam=5.0).losses.sum().backward()
+    dpo_positive_loss(
+        pc, torch.full((7,), -60.0), ref, torch.full((7,), -60.0), beta=0.1, lam=5.0
+    ).losses.sum().backward()
     z = 0.1 * (delta - (-60.0 + 60.0) - 5.0 * torch.clamp(-delta, min=0))
     expected = -0.1 * torch.where(delta < 0, torch.tensor(6.0), torch.tensor(1.0)) * torch.sigmoid(-z)
     assert torch.allclose(pc.grad, expected, atol=1e-6)
@@ -62,11 +70,19 @@ def test_penalty_zero_above_reference_and_linear_below():
 
 def test_large_lambda_stays_finite():
     pc = torch.tensor([-500.0, -1e4], requires_grad=True)  # far below the reference
-    out = dpo_positive_loss(pc, torch.tensor([-400.0, -400.0]), torch.tensor([-100.0, -100.0]), torch.tensor([-400.0, -400.0]),
-                            beta=0.1, lam=1e4)
+    out = dpo_positive_loss(
+        pc,
+        torch.tensor([-400.0, -400.0]),
+        torch.tensor([-100.0, -100.0]),
+        torch.tensor([-400.0, -400.0]),
+        beta=0.1,
+        lam=1e4,
+    )
     out.losses.sum().backward()
     assert torch.isfinite(out.losses).all() and torch.isfinite(pc.grad).all()
-    assert out.losses[1].item() == pytest.approx(0.1 * (9900 + 1e4 * 9900), rel=1e-4)  # linear, not exp: softplus(-z) ≈ -z
+    assert out.losses[1].item() == pytest.approx(
+        0.1 * (9900 + 1e4 * 9900), rel=1e-4
+    )  # linear, not exp: softplus(-z) ≈ -z
     assert pc.grad.abs().max() <= 0.1 * (1 + 1e4) + 1e-3  # the gradient is bounded by β(1 + λ)
 
 
@@ -92,7 +108,9 @@ def _perturbed(model_dir, seed=0):
 
 def _trl_batch(pairs):
     """TRL's concatenated batch: prompt + chosen rows, then prompt + rejected rows, right-padded."""
-    seqs = [np.concatenate([p.prompt, p.chosen]) for p in pairs] + [np.concatenate([p.prompt, p.rejected]) for p in pairs]
+    seqs = [np.concatenate([p.prompt, p.chosen]) for p in pairs] + [
+        np.concatenate([p.prompt, p.rejected]) for p in pairs
+    ]
     width = max(len(s) for s in seqs)
     ids, am, cm = (torch.zeros(len(seqs), width, dtype=torch.long) for _ in range(3))
     for i, s in enumerate(seqs):
@@ -108,14 +126,28 @@ def test_lambda_zero_equals_trl_sigmoid_dpo(tiny_model, tok, pairs, tmp_path, sh
     from datasets import Dataset
 
     policy, ref = _perturbed(tiny_model), load_hf_model(tiny_model)
-    args = trl.DPOConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, report_to=[], beta=0.1, loss_type=["sigmoid"], bf16=False,
-                         gradient_checkpointing=False)
-    trainer = trl.DPOTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
-                             train_dataset=Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}]))
+    args = trl.DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        use_cpu=True,
+        report_to=[],
+        beta=0.1,
+        loss_type=["sigmoid"],
+        bf16=False,
+        gradient_checkpointing=False,
+    )
+    trainer = trl.DPOTrainer(
+        model=policy,
+        ref_model=ref,
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}]),
+    )
     trainer.model.train()
     expected = trainer._compute_loss(trainer.model, _trl_batch(pairs), False).item()
     margin = trainer._metrics["train"]["rewards/margins"][-1]
-    batch = PairBatches(pairs, len(pairs), 1, 0, 1024, share_prompt=share_prompt, for_training=False).batch(np.arange(len(pairs)))
+    batch = PairBatches(pairs, len(pairs), 1, 0, 1024, share_prompt=share_prompt, for_training=False).batch(
+        np.arange(len(pairs))
+    )
     obj = DPOPositive(load_hf_model(tiny_model), beta=0.1, lam=0.0)
     with torch.no_grad():
         batch.update(obj.prepare(batch))
@@ -138,7 +170,14 @@ def test_objective_gradient_equals_naive_and_weights_scale_pairs(tiny_model, pai
 
     def logp(m, prompt, completion):  # naive: one full forward per sequence
         ids = torch.from_numpy(np.concatenate([prompt, completion]))[None]
-        lp = m(input_ids=ids, use_cache=False).logits[0, :-1].float().log_softmax(-1).gather(1, ids[0, 1:, None]).squeeze(1)
+        lp = (
+            m(input_ids=ids, use_cache=False)
+            .logits[0, :-1]
+            .float()
+            .log_softmax(-1)
+            .gather(1, ids[0, 1:, None])
+            .squeeze(1)
+        )
         return lp[len(prompt) - 1 :].sum()
 
     ref = load_hf_model(tiny_model)
@@ -164,16 +203,28 @@ def _write(path: Path, records) -> Path:
 GOOD = {"prompt": "Stolica Polski?", "chosen": "Warszawa.", "rejected": "Kraków."}
 
 
-@pytest.mark.parametrize("bad,message", [
-    ({"prompt": "x", "chosen": "a"}, "data.jsonl:2: rejected: expected the assistant's reply"),
-    ({"prompt": "x", "chosen": " ", "rejected": "b"}, "data.jsonl:2: chosen: expected the assistant's reply"),
-    ({"chosen": "a", "rejected": "b"}, "data.jsonl:2: prompt: expected the user's request"),
-    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], "chosen": "a", "rejected": "b"},
-     "data.jsonl:2: messages[1].role: expected the context to end with a 'user' turn"),
-    ({"messages": [{"role": "bot", "content": "x"}], "chosen": "a", "rejected": "b"}, "data.jsonl:2: messages[0].role: expected 'user'"),
-    ({**GOOD, "weight": -1}, "data.jsonl:2: weight: expected a positive finite number"),
-    ({**GOOD, "quality": "great"}, "data.jsonl:2: quality: expected one of 'high', 'medium', 'low'"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"prompt": "x", "chosen": "a"}, "data.jsonl:2: rejected: expected the assistant's reply"),
+        ({"prompt": "x", "chosen": " ", "rejected": "b"}, "data.jsonl:2: chosen: expected the assistant's reply"),
+        ({"chosen": "a", "rejected": "b"}, "data.jsonl:2: prompt: expected the user's request"),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                "chosen": "a",
+                "rejected": "b",
+            },
+            "data.jsonl:2: messages[1].role: expected the context to end with a 'user' turn",
+        ),
+        (
+            {"messages": [{"role": "bot", "content": "x"}], "chosen": "a", "rejected": "b"},
+            "data.jsonl:2: messages[0].role: expected 'user'",
+        ),
+        ({**GOOD, "weight": -1}, "data.jsonl:2: weight: expected a positive finite number"),
+        ({**GOOD, "quality": "great"}, "data.jsonl:2: quality: expected one of 'high', 'medium', 'low'"),
+    ],
+)
 def test_malformed_pairs_name_file_line_field(tmp_path, bad, message):
     path = _write(tmp_path / "data.jsonl", [GOOD, bad])
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -181,8 +232,15 @@ def test_malformed_pairs_name_file_line_field(tmp_path, bad, message):
 
 
 def test_weights_quality_and_conversational_replies(tmp_path):
-    path = _write(tmp_path / "data.jsonl", [GOOD, {**GOOD, "quality": "low"}, {**GOOD, "weight": 0.8},
-                                            {"prompt": "x", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}])
+    path = _write(
+        tmp_path / "data.jsonl",
+        [
+            GOOD,
+            {**GOOD, "quality": "low"},
+            {**GOOD, "weight": 0.8},
+            {"prompt": "x", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"},
+        ],
+    )
     got = list(read_preferences([path]))
     assert [p.weight for p in got] == [1.0, 0.5, 0.8, 1.0] and got[3].chosen == "a"
     assert all(p.messages[-1]["role"] == "user" for p in got)
@@ -197,10 +255,19 @@ def test_pair_tokens_are_the_sft_trained_tokens(tok):
 
 # ----------------------------------------------------------------------------------------- stage
 def _cfg(tiny_model, out, **kw):
-    train = {"steps": 12, "micro_batch_size": 4, "lm_head_chunk": 64, "logging": {"every": 1}, "eval": {"every": 6, "batches": 2},
-             "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2}, "checkpoint": {"every": 0}}
+    train = {
+        "steps": 12,
+        "micro_batch_size": 4,
+        "lm_head_chunk": 64,
+        "logging": {"every": 1},
+        "eval": {"every": 6, "batches": 2},
+        "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2},
+        "checkpoint": {"every": 0},
+    }
     train.update(kw.pop("train", {}))
-    return DPOConfig(model=str(tiny_model), output=str(out), seq_len=512, max_pairs=120, val_fraction=0.1, train=train, **kw)
+    return DPOConfig(
+        model=str(tiny_model), output=str(out), seq_len=512, max_pairs=120, val_fraction=0.1, train=train, **kw
+    )
 
 
 def _rows(path: Path, kind="train"):
@@ -212,14 +279,18 @@ def test_stage_on_shipped_data_learns_and_caches_the_reference(tiny_model, tmp_p
     rows = _rows(tmp_path / "run")
     assert {"reward_chosen", "reward_rejected", "margin", "accuracy", "penalty"} <= set(rows[0])
     assert summary["initial_val_loss"] == pytest.approx(math.log(2), abs=1e-4)  # the policy starts as the reference
-    assert sum(r["loss"] for r in rows[-4:]) / 4 < 0.6 and sum(r["margin"] for r in rows[-4:]) > 0  # the pairs are learnt
+    assert (
+        sum(r["loss"] for r in rows[-4:]) / 4 < 0.6 and sum(r["margin"] for r in rows[-4:]) > 0
+    )  # the pairs are learnt
     assert summary["prepare_cache"]["misses"] <= 40  # the precompute pass (and the held-out pairs) only
     assert (tmp_path / "run" / "prepared" / "meta.json").is_file()
     assert "{% generation %}" in load_hf_tokenizer(tmp_path / "run" / "final").chat_template
     assert json.loads((tmp_path / "run" / "lineage.json").read_text())["stage"] == "train.dpo"
     assert json.loads((tmp_path / "run" / "data.json").read_text())["train_pairs"] > 90
     nocache = dpo(_cfg(tiny_model, tmp_path / "nocache", train={"prepare": {"cache": None, "precompute": False}}))
-    assert [r["loss"] for r in _rows(tmp_path / "nocache")] == pytest.approx([r["loss"] for r in rows], rel=1e-4)  # batching differs
+    assert [r["loss"] for r in _rows(tmp_path / "nocache")] == pytest.approx(
+        [r["loss"] for r in rows], rel=1e-4
+    )  # batching differs
     assert "prepare_cache" not in nocache
 
 
@@ -232,14 +303,31 @@ def test_bad_data_leaves_nothing_behind(tiny_model, tmp_path):
 
 def _cli(args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bielik.cli", "train", "dpo", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bielik.cli", "train", "dpo", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _args(tiny_model, out):
-    return [f"model={tiny_model}", f"output={out}", "seq_len=512", "max_pairs=160", "train.steps=40", "train.micro_batch_size=4",
-            "train.lm_head_chunk=64", "train.eval.every=0", "train.eval.at_start=false", "train.checkpoint.every=4",
-            "train.checkpoint.keep_last=20", "train.optim.warmup_steps=2", "train.optim.lr=3e-3"]
+    return [
+        f"model={tiny_model}",
+        f"output={out}",
+        "seq_len=512",
+        "max_pairs=160",
+        "train.steps=40",
+        "train.micro_batch_size=4",
+        "train.lm_head_chunk=64",
+        "train.eval.every=0",
+        "train.eval.at_start=false",
+        "train.checkpoint.every=4",
+        "train.checkpoint.keep_last=20",
+        "train.optim.warmup_steps=2",
+        "train.optim.lr=3e-3",
+    ]
 
 
 def test_kill9_and_resume_is_bit_identical(tiny_model, tmp_path):

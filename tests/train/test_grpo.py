@@ -37,7 +37,9 @@ def test_group_advantages():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(24, generator=g)
     a = group_advantages(x, 6).reshape(4, 6)
-    assert torch.allclose(a.mean(1), torch.zeros(4), atol=1e-6) and torch.allclose(a.std(1, unbiased=False), torch.ones(4), atol=1e-3)
+    assert torch.allclose(a.mean(1), torch.zeros(4), atol=1e-6) and torch.allclose(
+        a.std(1, unbiased=False), torch.ones(4), atol=1e-3
+    )
     with pytest.raises(ValueError):
         group_advantages(torch.zeros(5), 2)
 
@@ -114,11 +116,18 @@ def test_objective_equals_naive_policy_gradient(tiny_model, normalize):
 
     def logps(m, prompt, comp):
         ids = torch.from_numpy(np.concatenate([prompt, comp]))[None]
-        return m(input_ids=ids, use_cache=False).logits[0, :-1].float().log_softmax(-1).gather(1, ids[0, 1:, None]).squeeze(1)[len(prompt) - 1 :]
+        return (
+            m(input_ids=ids, use_cache=False)
+            .logits[0, :-1]
+            .float()
+            .log_softmax(-1)
+            .gather(1, ids[0, 1:, None])
+            .squeeze(1)[len(prompt) - 1 :]
+        )
 
     total = 0.0
     order = (b["seq_group"] * 3 + b["seq_part"]).tolist()
-    for s, j in enumerate(order):
+    for j in order:
         lp = logps(policy, prompts[j // 3], comps[j])
         with torch.no_grad():
             rl = logps(ref, prompts[j // 3], comps[j])
@@ -141,14 +150,18 @@ def test_reference_only_with_kl():
 # -------------------------------------------------------------------------------------- rollouts
 def _fake_sampler(texts_by_prompt, tok):
     """Completions fixed per prompt text (cycled), as the shared sampler would return them."""
+
     def sampler(policy_call, prompt_ids, params, generator):
         out = []
         for i, ids in enumerate(prompt_ids):
             choices = texts_by_prompt[tuple(ids)]
             text, finished = choices[i % len(choices)]
-            toks = tok(text, add_special_tokens=False).input_ids + ([tok.convert_tokens_to_ids("<|im_end|>")] if finished else [])
+            toks = tok(text, add_special_tokens=False).input_ids + (
+                [tok.convert_tokens_to_ids("<|im_end|>")] if finished else []
+            )
             out.append(Completion(toks, text, "eos" if finished else "length"))
         return out
+
     return sampler
 
 
@@ -158,10 +171,21 @@ def test_rollout_rewards_advantages_and_order(tok, tiny_model, share):
 
     p1 = Prompt(render_prompt(tok, [{"role": "user", "content": "Ile to 2+2?"}]), "4", "Ile to 2+2?", "pl")
     p2 = Prompt(render_prompt(tok, [{"role": "user", "content": "What is 1,000 + 234?"}]), "1234", "", "en")
-    texts = {tuple(p1.ids.tolist()): [("2+2=4. Odpowiedź: 4", True), ("Odpowiedź: 5", True)],
-             tuple(p2.ids.tolist()): [("The answer is 1,234.", True), ("The answer is 1 234", False)]}
-    maker = RolloutMaker(tok, {"accuracy": 1.0, "format": 0.5}, SamplingParams(max_new_tokens=8), group_size=4, micro_prompts=1,
-                         pad_id=0, share_prompt=share, reuse=2, sampler=_fake_sampler(texts, tok))
+    texts = {
+        tuple(p1.ids.tolist()): [("2+2=4. Odpowiedź: 4", True), ("Odpowiedź: 5", True)],
+        tuple(p2.ids.tolist()): [("The answer is 1,234.", True), ("The answer is 1 234", False)],
+    }
+    maker = RolloutMaker(
+        tok,
+        {"accuracy": 1.0, "format": 0.5},
+        SamplingParams(max_new_tokens=8),
+        group_size=4,
+        micro_prompts=1,
+        pad_id=0,
+        share_prompt=share,
+        reuse=2,
+        sampler=_fake_sampler(texts, tok),
+    )
     policy = load_hf_model(tiny_model)
     batches = maker(lambda fn: fn(policy), [p1, p2], torch.Generator().manual_seed(0))
     assert len(batches) == 2
@@ -182,11 +206,26 @@ def test_rollout_rewards_advantages_and_order(tok, tiny_model, share):
 
 # ----------------------------------------------------------------------------------------- stage
 def _cfg(tiny_model, out, steps=4, **kw):
-    train = {"steps": steps, "micro_batch_size": 2, "lm_head_chunk": 64, "checkpoint": {"every": 1, "keep_last": 10},
-             "optim": {"lr": 1e-3, "min_lr": 1e-3}}
+    train = {
+        "steps": steps,
+        "micro_batch_size": 2,
+        "lm_head_chunk": 64,
+        "checkpoint": {"every": 1, "keep_last": 10},
+        "optim": {"lr": 1e-3, "min_lr": 1e-3},
+    }
     train.update(kw.pop("train", {}))
-    base = dict(model=str(tiny_model), output=str(out), max_tasks=64, group_size=3, prompts_per_rollout=4, max_new_tokens=6,
-                eval_tasks=4, val_fraction=0.1, seed=3, train=train)
+    base = dict(
+        model=str(tiny_model),
+        output=str(out),
+        max_tasks=64,
+        group_size=3,
+        prompts_per_rollout=4,
+        max_new_tokens=6,
+        eval_tasks=4,
+        val_fraction=0.1,
+        seed=3,
+        train=train,
+    )
     return GRPOConfig(**{**base, **kw})
 
 
@@ -198,12 +237,23 @@ def test_stage_on_shipped_math(tiny_model, tmp_path):
     summary = grpo(_cfg(tiny_model, tmp_path / "run", steps=2, reuse=2))
     rows = _rows(tmp_path / "run")
     assert len(rows) == 2 and rows[0]["reward"] == rows[1]["reward"]  # one rollout, replayed
-    assert {"reward", "reward_accuracy", "reward_format", "completion_length", "truncated", "kl", "clip_fraction",
-            "group_reward_std", "zero_std_groups"} <= set(rows[0])
+    assert {
+        "reward",
+        "reward_accuracy",
+        "reward_format",
+        "completion_length",
+        "truncated",
+        "kl",
+        "clip_fraction",
+        "group_reward_std",
+        "zero_std_groups",
+    } <= set(rows[0])
     assert rows[0]["units"] == 12 and 0 < rows[0]["completion_length"] <= 6
     assert {"initial_accuracy", "final_accuracy", "initial_format", "final_reward"} <= set(summary)
     assert json.loads((tmp_path / "run" / "lineage.json").read_text())["stage"] == "train.grpo"
-    assert (tmp_path / "run" / "final" / "chat_template.jinja").is_file() or load_hf_tokenizer(tmp_path / "run" / "final").chat_template
+    assert (tmp_path / "run" / "final" / "chat_template.jinja").is_file() or load_hf_tokenizer(
+        tmp_path / "run" / "final"
+    ).chat_template
     with pytest.raises(ConfigError, match="not cached on disk"):
         grpo(_cfg(tiny_model, tmp_path / "bad", train={"prepare": {"cache": "auto"}}))
     with pytest.raises(BielikError, match="sampler=vllm needs"):
@@ -216,8 +266,19 @@ def test_stage_learns_a_reward(tiny_model, tmp_path):
         return sample.text.count("a") / max(1, len(sample.text))
 
     try:
-        grpo(_cfg(tiny_model, tmp_path / "run", steps=30, rewards={"test_letter_a": 1.0}, beta=0.0, group_size=6, max_new_tokens=8,
-                  eval_tasks=0, train={"optim": {"lr": 1e-2, "min_lr": 1e-2}, "checkpoint": {"every": 0}}))
+        grpo(
+            _cfg(
+                tiny_model,
+                tmp_path / "run",
+                steps=30,
+                rewards={"test_letter_a": 1.0},
+                beta=0.0,
+                group_size=6,
+                max_new_tokens=8,
+                eval_tasks=0,
+                train={"optim": {"lr": 1e-2, "min_lr": 1e-2}, "checkpoint": {"every": 0}},
+            )
+        )
     finally:
         REWARDS.pop("test_letter_a")
     rows = _rows(tmp_path / "run")
@@ -244,10 +305,23 @@ def test_align_recipe_runs_dpo_then_grpo_on_shipped_data(tiny_model, tmp_path):
     from bielik.recipe import load_recipe, run_recipe
 
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "align-tiny.yaml"
-    overrides = [f"run_dir={tmp_path}", f"dpo.model={tiny_model}", "dpo.max_pairs=40", "dpo.seq_len=512", "dpo.train.steps=2",
-                 "dpo.train.micro_batch_size=4", "dpo.train.eval.batches=1", "grpo.max_tasks=32", "grpo.group_size=2",
-                 "grpo.prompts_per_rollout=2", "grpo.max_new_tokens=4", "grpo.eval_tasks=2", "grpo.train.steps=1",
-                 "grpo.train.micro_batch_size=2", "chat.max_new_tokens=4"]
+    overrides = [
+        f"run_dir={tmp_path}",
+        f"dpo.model={tiny_model}",
+        "dpo.max_pairs=40",
+        "dpo.seq_len=512",
+        "dpo.train.steps=2",
+        "dpo.train.micro_batch_size=4",
+        "dpo.train.eval.batches=1",
+        "grpo.max_tasks=32",
+        "grpo.group_size=2",
+        "grpo.prompts_per_rollout=2",
+        "grpo.max_new_tokens=4",
+        "grpo.eval_tasks=2",
+        "grpo.train.steps=1",
+        "grpo.train.micro_batch_size=2",
+        "chat.max_new_tokens=4",
+    ]
     results = run_recipe(load_recipe(recipe, overrides))
     assert results["dpo"]["steps"] == 2 and results["grpo"]["steps"] == 1 and len(results["chat"]) == 2
     assert json.loads((tmp_path / "grpo" / "lineage.json").read_text())["stage"] == "train.grpo"
@@ -261,9 +335,13 @@ def test_task_records_formats_and_errors(tmp_path, tiny_model):
     from bielik.data.preferences import read_math_tasks, read_preferences
     from bielik.errors import DataError
 
-    pq.write_table(pa.Table.from_pylist([{"question": "Ile to 2 + 2?", "answer": "4"}, {"question": "3/4 + 1/4?", "answer": "1"}]),
-                   tmp_path / "tasks.parquet")
-    Dataset.from_list([{"prompt": "Stolica?", "chosen": "Warszawa.", "rejected": "Kraków."}]).save_to_disk(str(tmp_path / "prefs"))
+    pq.write_table(
+        pa.Table.from_pylist([{"question": "Ile to 2 + 2?", "answer": "4"}, {"question": "3/4 + 1/4?", "answer": "1"}]),
+        tmp_path / "tasks.parquet",
+    )
+    Dataset.from_list([{"prompt": "Stolica?", "chosen": "Warszawa.", "rejected": "Kraków."}]).save_to_disk(
+        str(tmp_path / "prefs")
+    )
     assert [t.answer for t in read_math_tasks([tmp_path / "tasks.parquet"])] == ["4", "1"]
     assert next(iter(read_preferences([tmp_path / "prefs"]))).chosen == "Warszawa."
     assert {t.lang for t in read_math_tasks(["shipped:en"])} == {"en"}

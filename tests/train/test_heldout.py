@@ -22,11 +22,17 @@ from tests.train.test_contract import Rows, micro_llama
 
 def test_rolling_windows_predict_every_token_once():
     toks = list(range(10, 20))
-    assert rolling_windows(toks, 4, prefix=1) == [([1, 10, 11, 12], [10, 11, 12, 13]),
-                                                  ([13, 14, 15, 16], [14, 15, 16, 17]), ([17, 18], [18, 19])]
+    assert rolling_windows(toks, 4, prefix=1) == [
+        ([1, 10, 11, 12], [10, 11, 12, 13]),
+        ([13, 14, 15, 16], [14, 15, 16, 17]),
+        ([17, 18], [18, 19]),
+    ]
     # no prefix: the first token is context only (the tokenizer-swap stream)
-    assert rolling_windows(toks, 4, prefix=None) == [([10, 11, 12, 13], [11, 12, 13, 14]),
-                                                     ([14, 15, 16, 17], [15, 16, 17, 18]), ([18], [19])]
+    assert rolling_windows(toks, 4, prefix=None) == [
+        ([10, 11, 12, 13], [11, 12, 13, 14]),
+        ([14, 15, 16, 17], [15, 16, 17, 18]),
+        ([18], [19]),
+    ]
 
 
 def _old_swap_loss(model, ids, seq_len):
@@ -84,8 +90,16 @@ def test_non_plain_head_uses_the_models_own_logits():
 def test_engine_held_out_loss_equals_the_evaluator(tmp_path):
     rows = Rows()
     batches = [{"input_ids": rows.data[i : i + 4]} for i in (0, 4, 8)]
-    eng = Engine(engine_config(lm_head_chunk=8), micro_llama(0), CausalLM(chunk=8), rows, tmp_path, Dist(), seq_len=12,
-                 eval_batches=lambda: batches)
+    eng = Engine(
+        engine_config(lm_head_chunk=8),
+        micro_llama(0),
+        CausalLM(chunk=8),
+        rows,
+        tmp_path,
+        Dist(),
+        seq_len=12,
+        eval_batches=lambda: batches,
+    )
     ev = eng.evaluate()
     ids = torch.cat([b["input_ids"] for b in batches])
     nll = token_nll(eng.hf_model, ids[:, :-1], ids[:, 1:], chunk=8)

@@ -1,4 +1,5 @@
-"""SFT on the engine: weighted instruction CE (maths, accumulation, DDP), adaptive LR, the stage, exact resume after kill -9."""
+"""SFT on the engine: weighted instruction CE (maths, accumulation, DDP), adaptive LR, the stage, exact resume
+after kill -9."""
 
 import json
 import math
@@ -34,7 +35,9 @@ def sft_rows(tiny_tokenizer):
 
 
 def _naive_weighted_ce(model, batch):
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[:, :-1].float()
+    logits = (
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[:, :-1].float()
+    )
     targets = batch["labels"][:, 1:]
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none")
     return (ce * batch["loss_weights"][:, 1:].reshape(-1)).sum()
@@ -53,7 +56,9 @@ def test_weighted_ce_equals_naive_with_gradients(sft_rows, tiny_model):
     assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-6)
     n = int((batch["labels"][:, 1:] != -100).sum())
     assert CausalLM(weighted=True).loss_units(batch) == n
-    assert CausalLM(weighted=True, normalize="weights").loss_units(batch) == pytest.approx(float(batch["loss_weights"][:, 1:][batch["labels"][:, 1:] != -100].sum()))
+    assert CausalLM(weighted=True, normalize="weights").loss_units(batch) == pytest.approx(
+        float(batch["loss_weights"][:, 1:][batch["labels"][:, 1:] != -100].sum())
+    )
 
 
 def _sft_engine(model_dir, rows, out, micro, accum, **kw):
@@ -82,12 +87,27 @@ def _rows(path: Path, kind: str = "train") -> list[dict]:
 
 
 def _cfg(tiny_model, out, **kw) -> SFTConfig:
-    train = {"steps": 30, "micro_batch_size": 4, "lm_head_chunk": 64, "logging": {"every": 1}, "eval": {"every": 10, "batches": 2},
-             "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "alr": {"enabled": True, "baseline_tokens": 600}},
-             "checkpoint": {"every": 0, "save_final": True}}
+    train = {
+        "steps": 30,
+        "micro_batch_size": 4,
+        "lm_head_chunk": 64,
+        "logging": {"every": 1},
+        "eval": {"every": 10, "batches": 2},
+        "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "alr": {"enabled": True, "baseline_tokens": 600}},
+        "checkpoint": {"every": 0, "save_final": True},
+    }
     train.update(kw.pop("train", {}))
-    return SFTConfig(model=str(tiny_model), data=DATA, output=str(out), seq_len=128, max_dialogues=160, val_fraction=0.1, seed=1,
-                     train=train, **kw)
+    return SFTConfig(
+        model=str(tiny_model),
+        data=DATA,
+        output=str(out),
+        seq_len=128,
+        max_dialogues=160,
+        val_fraction=0.1,
+        seed=1,
+        train=train,
+        **kw,
+    )
 
 
 def test_sft_stage_learns_and_logs_both_learning_rates(tiny_model, tmp_path):
@@ -103,11 +123,16 @@ def test_sft_stage_learns_and_logs_both_learning_rates(tiny_model, tmp_path):
     final = tmp_path / "run" / "final"
     tok = load_hf_tokenizer(final)
     assert "{% generation %}" in tok.chat_template
-    assert tok.eos_token == "<|im_end|>" and json.loads((final / "generation_config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    assert (
+        tok.eos_token == "<|im_end|>"
+        and json.loads((final / "generation_config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    )
     assert tok("Ala ma kota").input_ids[0] == tok.bos_token_id  # encoding unchanged: one BOS
     from bielik.generate import GenerateConfig, generate
 
-    sample = generate(GenerateConfig(model=str(final), prompts=["Przetłumacz na angielski: kot"], max_new_tokens=6, temperature=0.0))[0]
+    sample = generate(
+        GenerateConfig(model=str(final), prompts=["Przetłumacz na angielski: kot"], max_new_tokens=6, temperature=0.0)
+    )[0]
     assert sample["chat"] is True  # an SFT'd model answers as the assistant of a chat (chat=auto)
     assert json.loads((tmp_path / "run" / "data.json").read_text())["train_dialogues"] > 100
     assert json.loads((tmp_path / "run" / "lineage.json").read_text())["stage"] == "train.sft"
@@ -124,15 +149,35 @@ def test_sft_switches_for_ablations(tiny_model, tmp_path):
 
 def _cli(args, env_extra=None, **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "bielik.cli", "train", "sft", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bielik.cli", "train", "sft", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def _args(tiny_model, out):
-    return [f"model={tiny_model}", f"output={out}", "data=[shipped:pl,shipped:en]", "seq_len=128", "max_dialogues=160",
-            "val_fraction=0.1", "seed=1", "train.steps=24", "train.micro_batch_size=4", "train.lm_head_chunk=64",
-            "train.eval.every=0", "train.eval.at_start=false", "train.checkpoint.every=4", "train.checkpoint.keep_last=10",
-            "train.optim.warmup_steps=2", "train.optim.lr=3e-3"]
+    return [
+        f"model={tiny_model}",
+        f"output={out}",
+        "data=[shipped:pl,shipped:en]",
+        "seq_len=128",
+        "max_dialogues=160",
+        "val_fraction=0.1",
+        "seed=1",
+        "train.steps=24",
+        "train.micro_batch_size=4",
+        "train.lm_head_chunk=64",
+        "train.eval.every=0",
+        "train.eval.at_start=false",
+        "train.checkpoint.every=4",
+        "train.checkpoint.keep_last=10",
+        "train.optim.warmup_steps=2",
+        "train.optim.lr=3e-3",
+    ]
 
 
 def test_kill9_and_resume_is_bit_identical(tiny_model, tmp_path):
@@ -157,13 +202,35 @@ def test_kill9_and_resume_is_bit_identical(tiny_model, tmp_path):
 
 
 def test_ddp_two_processes_equal_one_big_batch(tiny_model, tmp_path):
-    common = _args(tiny_model, tmp_path)[:-6] + ["train.steps=4", "train.checkpoint.every=0", "train.logging.every=1",
-                                                  "train.optim.warmup_steps=1", "train.micro_batch_size=2"]
+    common = _args(tiny_model, tmp_path)[:-6] + [
+        "train.steps=4",
+        "train.checkpoint.every=0",
+        "train.logging.every=1",
+        "train.optim.warmup_steps=1",
+        "train.micro_batch_size=2",
+    ]
     one = _cli([*common, f"output={tmp_path / 'one'}", "train.grad_accum=2"])
     assert one.wait(timeout=900) == 0, one.stderr.read()[-3000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BIELIK_NO_BAR": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bielik.cli",
-                          "train", "sft", *common, f"output={tmp_path / 'two'}"], env=env, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "bielik.cli",
+            "train",
+            "sft",
+            *common,
+            f"output={tmp_path / 'two'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     l1, l2 = _rows(tmp_path / "one"), _rows(tmp_path / "two")
     assert [r["loss"] for r in l2] == pytest.approx([r["loss"] for r in l1], rel=2e-4)

@@ -4,7 +4,11 @@ needs the optional ``curate`` dependencies: datatrove, morfeusz2, xgboost-cpu, .
 from __future__ import annotations
 
 from bielik.data.curate.config import (  # noqa: F401  (re-exported for the registry)
-    AnonymizeStageConfig, CleanStageConfig, CurateConfig, DedupStageConfig, FeaturesStageConfig,
+    AnonymizeStageConfig,
+    CleanStageConfig,
+    CurateConfig,
+    DedupStageConfig,
+    FeaturesStageConfig,
     QualityFilterStageConfig,
 )
 from bielik.data.curate.quality import QualityEvalConfig, QualityTrainConfig  # noqa: F401

@@ -31,24 +31,32 @@ import functools
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from bielik.config import StageConfig
 
+
 class CleanConfig(StageConfig):
     steps: list[str] = Field(default_factory=lambda: list(STEP_NAMES), description="steps to run, in this order")
-    blocklist_domains: list[str] = Field(default_factory=list, description="domains whose terms forbid LLM training (subdomains included)")
-    blocklist_sources: list[str] = Field(default_factory=list, description="values of the `source` field to drop (prefix match)")
+    blocklist_domains: list[str] = Field(
+        default_factory=list, description="domains whose terms forbid LLM training (subdomains included)"
+    )
+    blocklist_sources: list[str] = Field(
+        default_factory=list, description="values of the `source` field to drop (prefix match)"
+    )
     max_boilerplate_fraction: float = Field(0.5, ge=0, le=1)
     repeated_line_min: int = Field(3, ge=2, description="a line seen this many times in a document is boilerplate")
     max_table_fraction: float = Field(0.3, ge=0, le=1)
     min_letter_ratio: float = Field(0.7, ge=0, le=1)
     min_word_ratio: float = Field(0.6, ge=0, le=1)
-    max_bad_char_ratio: float = Field(0.001, ge=0, le=1, description="replacement/mojibake characters allowed after repair")
+    max_bad_char_ratio: float = Field(
+        0.001, ge=0, le=1, description="replacement/mojibake characters allowed after repair"
+    )
     min_chars: int = Field(200, ge=0)
     min_words: int = Field(30, ge=0)
     languages: list[str] = Field(default_factory=lambda: ["pl"])
@@ -110,6 +118,7 @@ def _domain(url: str) -> str:
 
 
 # --- steps ------------------------------------------------------------------------------------
+
 
 def step_blocklist(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     url = meta.get("url") or ""
@@ -173,10 +182,16 @@ def step_boilerplate(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
             continue
         # repeated label-like lines (footers, bylines); refrains, legal formulas and drama speaker
         # labels end in punctuation or are in capitals, and stay
-        if (counts[s] >= cfg.repeated_line_min and 20 <= len(s) < 200 and s[-1] not in _FINAL_OK + ",—"
-                and not s.isupper()):
-            drop[i] = True
-        elif len(s) < 120 and (_BOILER.search(s) or _is_nav(s)):
+        if (
+            (
+                counts[s] >= cfg.repeated_line_min
+                and 20 <= len(s) < 200
+                and s[-1] not in _FINAL_OK + ",—"
+                and not s.isupper()
+            )
+            or len(s) < 120
+            and (_BOILER.search(s) or _is_nav(s))
+        ):
             drop[i] = True
     # runs of ≥ 5 one- or two-word capitalised lines without final punctuation are menus
     run: list[int] = []
@@ -240,7 +255,7 @@ def step_non_linguistic(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 def step_truncated(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
     s = text.rstrip()
     last = s.rsplit("\n", 1)[-1].strip()
-    if len(last) >= 60 and (last[-1].isalpha() or last[-1] in ",-–(") :
+    if len(last) >= 60 and (last[-1].isalpha() or last[-1] in ",-–("):
         return StepResult(False, text, "truncated")
     return StepResult(True, text)
 
@@ -264,9 +279,15 @@ def step_language(text: str, meta: dict, cfg: CleanConfig) -> StepResult:
 
 
 STEPS: dict[str, Callable[[str, dict, CleanConfig], StepResult]] = {
-    "blocklist": step_blocklist, "encoding": step_encoding, "control": step_control,
-    "boilerplate": step_boilerplate, "broken_table": step_broken_table, "non_linguistic": step_non_linguistic,
-    "truncated": step_truncated, "min_length": step_min_length, "language": step_language,
+    "blocklist": step_blocklist,
+    "encoding": step_encoding,
+    "control": step_control,
+    "boilerplate": step_boilerplate,
+    "broken_table": step_broken_table,
+    "non_linguistic": step_non_linguistic,
+    "truncated": step_truncated,
+    "min_length": step_min_length,
+    "language": step_language,
 }
 STEP_NAMES = tuple(STEPS)
 
@@ -281,7 +302,7 @@ class Cleaner:
     def __call__(self, text: str, meta: dict | None = None) -> CleanResult:
         meta = {} if meta is None else meta
         changes: list[str] = []
-        for name, fn in self.steps:
+        for _name, fn in self.steps:
             r = fn(text, meta, self.cfg)
             text = r.text
             if r.change:

@@ -46,7 +46,9 @@ class PipelineBase(StageConfig):
     inputs: list[str] = Field(..., description="JSONL(.gz)/Parquet files or folders ('shipped' = the packaged corpus)")
     output: str
     text_key: str = "text"
-    on_error: Literal["raise", "skip"] = Field("raise", description="a malformed record: raise (file:line) or skip and count")
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="a malformed record: raise (file:line) or skip and count"
+    )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     keep_dropped: bool = Field(True, description="write dropped documents (with reasons) to <output>/dropped")
     keep_work: bool = Field(False, description="keep <output>.work after success")
@@ -70,7 +72,9 @@ class DedupStageConfig(PipelineBase):
 
 class FeaturesStageConfig(PipelineBase):
     output: str = "runs/features"
-    max_chars: int | None = Field(DEFAULT_MAX_CHARS, description="features are computed on the first max_chars characters (None = all)")
+    max_chars: int | None = Field(
+        DEFAULT_MAX_CHARS, description="features are computed on the first max_chars characters (None = all)"
+    )
     keep_dropped: bool = False
 
 
@@ -83,8 +87,10 @@ class CurateConfig(PipelineBase):
     """Raw documents → cleaned, anonymised, quality-filtered, deduplicated corpus."""
 
     output: str = "runs/curated"
-    steps: list[str] = Field(default_factory=lambda: ["clean", "anonymize", "quality", "dedup"],
-                             description="subset of clean, anonymize, quality, dedup (always in this order)")
+    steps: list[str] = Field(
+        default_factory=lambda: ["clean", "anonymize", "quality", "dedup"],
+        description="subset of clean, anonymize, quality, dedup (always in this order)",
+    )
     clean: CleanConfig = Field(default_factory=CleanConfig)
     anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
     quality: QualityFilterOptions = Field(default_factory=QualityFilterOptions)

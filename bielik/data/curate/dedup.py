@@ -32,10 +32,14 @@ _NON_WORD = re.compile(r"[\W\d_]+", re.UNICODE)
 
 class DedupConfig(StageConfig):
     engine: Literal["datasketch", "datatrove"] = Field(
-        "datasketch", description="datasketch: one global in-process index; datatrove: its 4-stage sharded MinHash (clusters)")
+        "datasketch",
+        description="datasketch: one global in-process index; datatrove: its 4-stage sharded MinHash (clusters)",
+    )
     exact: bool = True
     near: bool = True
-    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets counted as near-duplicate")
+    threshold: float = Field(
+        0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets counted as near-duplicate"
+    )
     num_perm: int = Field(128, ge=16)
     ngram: int = Field(5, ge=1, description="words per shingle")
     seed: int = 1
@@ -54,7 +58,7 @@ def shingles(text: str, n: int) -> list[bytes]:
     words = normalize(text).split()
     if len(words) <= n:
         return [" ".join(words).encode("utf-8")] if words else []
-    return [" ".join(words[i:i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
+    return [" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
 
 
 class Deduplicator:
@@ -111,4 +115,3 @@ def jaccard(a: str, b: str, ngram: int = 5) -> float:
     """Exact Jaccard similarity of two texts' shingle sets (the quantity MinHash estimates)."""
     sa, sb = set(shingles(a, ngram)), set(shingles(b, ngram))
     return len(sa & sb) / max(len(sa | sb), 1)
-

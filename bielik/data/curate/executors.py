@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 
@@ -78,7 +78,7 @@ def datatrove_logs(log_file: Path | None = None) -> Iterator[None]:
     try:
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(log_file, "a", encoding="utf-8")
+            fh = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 (closed when the sink is removed)
             sink_id = logger.add(fh, level="DEBUG", format=LOG_FORMAT, colorize=False)
         with warnings.catch_warnings():
             warnings.showwarning = _warning_to_loguru
@@ -128,8 +128,9 @@ class SlurmExecutor(SlurmPipelineExecutor):
             return super()._run_for_rank(rank, local_rank, node_rank)
 
 
-def build_executor(pipeline: list, ex, tasks: int, work: Path, logs_name: str = "logs", depends=None,
-                   whole: bool = False):
+def build_executor(
+    pipeline: list, ex, tasks: int, work: Path, logs_name: str = "logs", depends=None, whole: bool = False
+):
     """The datatrove executor ``ex`` (an ``ExecutorConfig``) describes; logs in ``work/logs_name``.
 
     ``whole`` ignores the node slice (``local_tasks``/``local_rank_offset``): stages after the shards.
@@ -137,18 +138,41 @@ def build_executor(pipeline: list, ex, tasks: int, work: Path, logs_name: str = 
     logs = str(work / logs_name)
     if ex.kind == "local":
         workers = min(ex.workers if ex.workers != -1 else tasks, tasks)
-        return LocalExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logs,
-                             local_tasks=-1 if whole else ex.local_tasks,
-                             local_rank_offset=0 if whole else ex.local_rank_offset, depends=depends)
+        return LocalExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            workers=workers,
+            logging_dir=logs,
+            local_tasks=-1 if whole else ex.local_tasks,
+            local_rank_offset=0 if whole else ex.local_rank_offset,
+            depends=depends,
+        )
     if ex.kind == "slurm":
         if not ex.partition:
             raise BielikError("executor.partition: required with executor.kind=slurm (the partition to submit to)")
-        return SlurmExecutor(pipeline=pipeline, tasks=tasks, time=ex.time, partition=ex.partition,
-                             cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=int(max(1, ex.mem_per_cpu_gb)),
-                             workers=ex.workers, logging_dir=logs, job_name=f"bielik-{logs_name}",
-                             venv_path=ex.venv_path, sbatch_args=ex.sbatch_args or None, depends=depends)
-    return RayExecutor(pipeline=pipeline, tasks=tasks, workers=ex.workers, logging_dir=logs,
-                       cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, depends=depends)
+        return SlurmExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            time=ex.time,
+            partition=ex.partition,
+            cpus_per_task=ex.cpus_per_task,
+            mem_per_cpu_gb=int(max(1, ex.mem_per_cpu_gb)),
+            workers=ex.workers,
+            logging_dir=logs,
+            job_name=f"bielik-{logs_name}",
+            venv_path=ex.venv_path,
+            sbatch_args=ex.sbatch_args or None,
+            depends=depends,
+        )
+    return RayExecutor(
+        pipeline=pipeline,
+        tasks=tasks,
+        workers=ex.workers,
+        logging_dir=logs,
+        cpus_per_task=ex.cpus_per_task,
+        mem_per_cpu_gb=ex.mem_per_cpu_gb,
+        depends=depends,
+    )
 
 
 def slurm_dry_run(executor: SlurmPipelineExecutor) -> list[dict]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from bielik.errors import DataError
 
@@ -43,7 +44,9 @@ def _check(obj, lineno: int, text_key: str) -> dict:
         raise BadRecord(lineno, f"expected a JSON object, got {type(obj).__name__}")
     text = obj.get(text_key)
     if not isinstance(text, str):
-        raise BadRecord(lineno, f"field '{text_key}' is {'missing' if text is None else type(text).__name__}; expected a string")
+        raise BadRecord(
+            lineno, f"field '{text_key}' is {'missing' if text is None else type(text).__name__}; expected a string"
+        )
     return obj
 
 
@@ -92,8 +95,9 @@ def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict
         raise DataError(f"{path}: cannot be read ({exc})") from None
 
 
-def iter_input_records(path: Path, on_error: OnError = "raise", text_key: str = "text",
-                       bad_counter: list[int] | None = None) -> Iterator[tuple[int, dict]]:
+def iter_input_records(
+    path: Path, on_error: OnError = "raise", text_key: str = "text", bad_counter: list[int] | None = None
+) -> Iterator[tuple[int, dict]]:
     """Valid records of a JSONL(.gz)/Parquet input; a bad one raises :class:`DataError` (file:line) or
     is skipped and counted. (:func:`bielik.data.corpus.iter_jsonl_records` is the strict JSONL-only
     reader: it stops at the first bad line, so it cannot serve ``on_error="skip"``.)"""

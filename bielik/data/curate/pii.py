@@ -39,6 +39,7 @@ class Span:
 
 # --- checksums -------------------------------------------------------------------------------
 
+
 def pesel_valid(digits: str) -> bool:
     if len(digits) != 11 or not digits.isdigit():
         return False
@@ -86,8 +87,10 @@ _EMAIL = re.compile(
     rf"(?<![\w.+-])[\w.+-]*\w{_AT}[\w-]+(?:{_DOT}[\w-]+)*{_DOT}[A-Za-z]{{2,}}\b",
     re.IGNORECASE,
 )
-_TLDS = ("pl|com|org|net|eu|edu|gov|info|io|biz|de|uk|fr|cz|sk|ua|ru|us|it|es|nl|ai|tv|me|app|dev|"
-         "waw|krakow|wroc|gda|poznan|lodz")
+_TLDS = (
+    "pl|com|org|net|eu|edu|gov|info|io|biz|de|uk|fr|cz|sk|ua|ru|us|it|es|nl|ai|tv|me|app|dev|"
+    "waw|krakow|wroc|gda|poznan|lodz"
+)
 _URL = re.compile(
     r"(?:\b(?:https?|ftp)://[^\s<>\"'\]\)]+"
     r"|\bwww\.[\w-]+(?:\.[\w-]+)+(?:/[^\s<>\"'\]\)]*)?"
@@ -114,8 +117,10 @@ _POSTAL_KW = r"(?:kod(?:u|em)?(?:\spocztow(?:y|ego|ym))?|k\.\s?p\.)\s?:?\s?"
 _STREET_KW = r"(?:ul\.|ulica|ulicy|al\.|aleja|alei|alejach|pl\.|plac|placu|os\.|osiedle|osiedlu)"
 # what may follow a street and number: the town in the locative after "w"/"we" ("w Lublinie"), a postal
 # code with its town either way round, or a postal code after "kod (pocztowy)"; at most two of these
-_ADDRESS_TAIL = (rf"(?:,?\s(?:(?:w|we)\s{_CITY}|{_POSTAL_CITY}|{_CITY},?\s\d{{2}}-\d{{3}}(?!\d)"
-                 rf"|{_POSTAL_KW}\d{{2}}-\d{{3}}(?!\d)(?:\s{_CITY})?)){{0,2}}")
+_ADDRESS_TAIL = (
+    rf"(?:,?\s(?:(?:w|we)\s{_CITY}|{_POSTAL_CITY}|{_CITY},?\s\d{{2}}-\d{{3}}(?!\d)"
+    rf"|{_POSTAL_KW}\d{{2}}-\d{{3}}(?!\d)(?:\s{_CITY})?)){{0,2}}"
+)
 _ADDRESS = re.compile(
     rf"(?<![\w.])(?<!et ){_STREET_KW}\s?"
     rf"(?:\d{{1,2}}\s)?[{_U}][\w.-]*(?:\s(?:[{_U}][\w.-]*|i|z|w|de|von)){{0,3}}"
@@ -157,7 +162,7 @@ def find_pii(text: str, types: tuple[str, ...] | None = None) -> list[Span]:
 
     def add(kind: str, m: re.Match, start: int | None = None) -> None:
         s = m.start() if start is None else start
-        found.append(Span(kind, s, m.end(), text[s:m.end()]))
+        found.append(Span(kind, s, m.end(), text[s : m.end()]))
 
     if "IBAN" in want:
         for m in _IBAN.finditer(text):
@@ -181,7 +186,7 @@ def find_pii(text: str, types: tuple[str, ...] | None = None) -> list[Span]:
             d = _digits(m.group())
             if nip_valid(d):
                 s = m.start() + (len(m.group()) - len(m.group().lstrip(": PLpl")))
-                found.append(Span("NIP", s, m.end(), text[s:m.end()]))
+                found.append(Span("NIP", s, m.end(), text[s : m.end()]))
     if "PHONE" in want:
         for m in _PHONE.finditer(text):
             add("PHONE", m)
@@ -207,7 +212,7 @@ def anonymize(text: str, types: tuple[str, ...] | None = None) -> tuple[str, lis
         return text, spans
     parts, pos = [], 0
     for sp in spans:
-        parts.append(text[pos:sp.start])
+        parts.append(text[pos : sp.start])
         parts.append(PLACEHOLDERS[sp.type])
         pos = sp.end
     parts.append(text[pos:])

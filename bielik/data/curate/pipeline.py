@@ -43,6 +43,7 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
+
 from bielik.data.curate.config import AnonymizeConfig, PipelineBase, QualityFilterOptions
 from bielik.data.curate.executors import build_executor, datatrove_logs, slurm_dry_run
 from bielik.errors import ConfigError, DataError
@@ -97,7 +98,9 @@ class BielikReader(PipelineStep):
                 meta["file"], meta["line"] = Path(f).name, lineno
                 n += 1
                 self.stat_update("documents")
-                yield Document(text=rec[self.text_key], id=str(rec.get("id", f"{Path(f).name}:{lineno}")), metadata=meta)
+                yield Document(
+                    text=rec[self.text_key], id=str(rec.get("id", f"{Path(f).name}:{lineno}")), metadata=meta
+                )
         self.stat_update("bad_records", value=bad[0])
         _write_counter(self.counters_dir, f"reader_{rank:05d}", {"input": n, "bad_records": bad[0]})
 
@@ -287,8 +290,11 @@ class SplitWriter(PipelineStep):
         (work / "dropped").mkdir(parents=True, exist_ok=True)
         name = f"{rank:05d}.jsonl.gz"
         tmp_k, tmp_d = work / "kept" / f".{name}.tmp", work / "dropped" / f".{name}.tmp"
-        with gzip.open(tmp_k, "wt", encoding="utf-8") as fk, gzip.open(tmp_d, "wt", encoding="utf-8") as fd, \
-                progress(f"shard {rank + 1}/{world_size}", unit="doc", every=30.0) as rep:
+        with (
+            gzip.open(tmp_k, "wt", encoding="utf-8") as fk,
+            gzip.open(tmp_d, "wt", encoding="utf-8") as fd,
+            progress(f"shard {rank + 1}/{world_size}", unit="doc", every=30.0) as rep,
+        ):
             for doc in data:
                 cur = doc.metadata.get("curation", {})
                 counts["seen"] += 1
@@ -312,6 +318,7 @@ class SplitWriter(PipelineStep):
 
 
 # --- running ----------------------------------------------------------------------------------
+
 
 def work_dir(output: str) -> Path:
     out = Path(output)
@@ -343,8 +350,11 @@ def prepare_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> tuple[P
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     man_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-    pipeline = [BielikReader([str(f) for f in files], cfg.text_key, cfg.on_error, str(work / "counters")),
-                *steps, SplitWriter(str(work), cfg.keep_dropped)]
+    pipeline = [
+        BielikReader([str(f) for f in files], cfg.text_key, cfg.on_error, str(work / "counters")),
+        *steps,
+        SplitWriter(str(work), cfg.keep_dropped),
+    ]
     done_before = completed_ranks(work, tasks)
     if done_before:
         log.info(f"resuming: {len(done_before)}/{tasks} shards already done in {work}")
@@ -367,9 +377,15 @@ def dry_run_shards(cfg: PipelineBase, steps: list, files: list[Path]) -> dict:
     with datatrove_logs(log_file(work)):
         jobs = slurm_dry_run(build_executor(pipeline, cfg.executor, tasks, work))
     script = jobs[0]["script"]
-    return {"status": "incomplete", "dry_run": True, "work_dir": str(work), "tasks": tasks, "sbatch": jobs,
-            "message": f"dry run, nothing submitted: sbatch script for {tasks} task(s) "
-                       f"(in {work / 'logs' / 'launch_script.slurm'}):\n{script}"}
+    return {
+        "status": "incomplete",
+        "dry_run": True,
+        "work_dir": str(work),
+        "tasks": tasks,
+        "sbatch": jobs,
+        "message": f"dry run, nothing submitted: sbatch script for {tasks} task(s) "
+        f"(in {work / 'logs' / 'launch_script.slurm'}):\n{script}",
+    }
 
 
 def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
@@ -380,7 +396,11 @@ def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
     (on Slurm they are submitted as dependent jobs; re-run the command when they have finished).
     """
     from datatrove.pipeline.dedup.minhash import (
-        MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
     )
     from datatrove.utils.hashing import HashConfig
 
@@ -390,8 +410,13 @@ def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
     tasks = len(files)
     bands, rows = lsh_bands(dedup.threshold, dedup.num_perm)
     # sha1 shingle hashes: datatrove's xxhash path passes str, which xxhash ≥ 4 rejects
-    mh = MinhashConfig(n_grams=dedup.ngram, num_buckets=bands, hashes_per_bucket=rows, seed=dedup.seed,
-                       hash_config=HashConfig(precision=64, hash_fc="sha1"))
+    mh = MinhashConfig(
+        n_grams=dedup.ngram,
+        num_buckets=bands,
+        hashes_per_bucket=rows,
+        seed=dedup.seed,
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),
+    )
     mdir = work / "minhash"
     counters = str(mdir / "counters")
 
@@ -401,16 +426,46 @@ def run_minhash(cfg: PipelineBase, dedup, work: Path) -> bool:
     with datatrove_logs(log_file(work)):
         ex = cfg.executor
         sig, buckets, remove = str(mdir / "signatures"), str(mdir / "buckets"), str(mdir / "remove_ids")
-        s1 = build_executor([reader(), MinhashDedupSignature(sig, config=mh, language=NormalizedWordTokenizer())],
-                            ex, tasks, work, "logs-minhash1", whole=True)
-        s2 = build_executor([MinhashDedupBuckets(sig, buckets, config=mh)],
-                            ex, mh.num_buckets, work, "logs-minhash2", depends=s1, whole=True)
-        s3 = build_executor([MinhashDedupCluster(buckets, remove, config=mh, save_cluster_id=True)],
-                            ex, 1, work, "logs-minhash3", depends=s2, whole=True)
+        s1 = build_executor(
+            [reader(), MinhashDedupSignature(sig, config=mh, language=NormalizedWordTokenizer())],
+            ex,
+            tasks,
+            work,
+            "logs-minhash1",
+            whole=True,
+        )
+        s2 = build_executor(
+            [MinhashDedupBuckets(sig, buckets, config=mh)],
+            ex,
+            mh.num_buckets,
+            work,
+            "logs-minhash2",
+            depends=s1,
+            whole=True,
+        )
+        s3 = build_executor(
+            [MinhashDedupCluster(buckets, remove, config=mh, save_cluster_id=True)],
+            ex,
+            1,
+            work,
+            "logs-minhash3",
+            depends=s2,
+            whole=True,
+        )
         dropped = RecordWriter(str(mdir / "dropped"), "duplicate_near")
-        s4 = build_executor([reader(), MinhashDedupFilter(remove, load_cluster_ids=True, exclusion_writer=dropped),
-                             RecordWriter(str(mdir / "data"))],
-                            ex, tasks, work, "logs-minhash4", depends=s3, whole=True)
+        s4 = build_executor(
+            [
+                reader(),
+                MinhashDedupFilter(remove, load_cluster_ids=True, exclusion_writer=dropped),
+                RecordWriter(str(mdir / "data")),
+            ],
+            ex,
+            tasks,
+            work,
+            "logs-minhash4",
+            depends=s3,
+            whole=True,
+        )
         s4.run()  # runs (or submits) its dependencies first
     return len(completed_ranks(work, tasks, "logs-minhash4")) == tasks
 
@@ -422,15 +477,27 @@ def gather_counts(work: Path) -> Counter:
     return total
 
 
-FUNNEL_ORDER = ("blocklisted_domain", "blocklisted_source", "encoding_errors", "boilerplate", "broken_table",
-                "non_linguistic", "truncated", "too_short", "language", "quality", "duplicate_exact", "duplicate_near")
+FUNNEL_ORDER = (
+    "blocklisted_domain",
+    "blocklisted_source",
+    "encoding_errors",
+    "boilerplate",
+    "broken_table",
+    "non_linguistic",
+    "truncated",
+    "too_short",
+    "language",
+    "quality",
+    "duplicate_exact",
+    "duplicate_near",
+)
 
 
 def funnel(counts: Counter) -> list[dict]:
     """Documents remaining after each drop reason, in pipeline order."""
     remaining = counts.get("input", 0)
     rows = [{"step": "input", "dropped": 0, "remaining": remaining}]
-    reasons = {k[len("dropped_"):]: v for k, v in counts.items() if k.startswith("dropped_")}
+    reasons = {k[len("dropped_") :]: v for k, v in counts.items() if k.startswith("dropped_")}
     lang = sum(v for k, v in reasons.items() if k.startswith("language_"))
     ordered = [(r, lang if r == "language" else reasons.get(r, 0)) for r in FUNNEL_ORDER]
     ordered += [(r, v) for r, v in reasons.items() if r not in FUNNEL_ORDER and not r.startswith("language_")]
@@ -451,7 +518,13 @@ def plot_funnel(rows: list[dict], path: Path, title: str) -> None:
     names = [r["step"] for r in rows][::-1]
     ax.barh(names, [r["remaining"] for r in rows][::-1], color="#3b6ea8")
     for i, r in enumerate(rows[::-1]):
-        ax.text(r["remaining"], i, f" {r['remaining']:,}" + (f"  (−{r['dropped']:,})" if r["dropped"] else ""), va="center", fontsize=8)
+        ax.text(
+            r["remaining"],
+            i,
+            f" {r['remaining']:,}" + (f"  (−{r['dropped']:,})" if r["dropped"] else ""),
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel("documents remaining")
     ax.set_title(title, fontsize=10)
     ax.set_xlim(0, max(r["remaining"] for r in rows) * 1.35 + 1)

@@ -38,7 +38,10 @@ def default_model_dir() -> Path:
 def resolve_model(path: str | None) -> Path:
     p = default_model_dir() if path in (None, "", "default") else Path(path)
     if not (p / "model.json").is_file() or not (p / "quality_model.json").is_file():
-        raise DataError(f"quality model {p} is missing model.json or quality_model.json (train one with `bielik data quality train`)")
+        raise DataError(
+            f"quality model {p} is missing model.json or quality_model.json "
+            "(train one with `bielik data quality train`)"
+        )
     return p
 
 
@@ -70,6 +73,7 @@ class QualityModel:
 
 # --- metrics ----------------------------------------------------------------------------------
 
+
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...] = LABELS) -> dict:
     """Per-class precision/recall/F1, their macro averages, accuracy and the confusion matrix.
 
@@ -85,11 +89,21 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[
         p = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
         r = tp / cm[i, :].sum() if cm[i, :].sum() else 0.0
         f = 2 * p * r / (p + r) if p + r else 0.0
-        per[lab] = {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
-                    "support": int(cm[i, :].sum())}
+        per[lab] = {
+            "precision": round(float(p), 4),
+            "recall": round(float(r), 4),
+            "f1": round(float(f), 4),
+            "support": int(cm[i, :].sum()),
+        }
     macro = {m: round(float(np.mean([per[lab][m] for lab in labels])), 4) for m in ("precision", "recall", "f1")}
-    return {"per_class": per, "macro": macro, "accuracy": round(float(np.trace(cm) / max(cm.sum(), 1)), 4),
-            "confusion": cm.tolist(), "labels": list(labels), "n": int(cm.sum())}
+    return {
+        "per_class": per,
+        "macro": macro,
+        "accuracy": round(float(np.trace(cm) / max(cm.sum(), 1)), 4),
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+        "n": int(cm.sum()),
+    }
 
 
 def plot_confusion(report: dict, path: Path, title: str) -> None:
@@ -104,7 +118,9 @@ def plot_confusion(report: dict, path: Path, title: str) -> None:
     ax.imshow(cm, cmap="Blues")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black"
+            )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -137,6 +153,7 @@ def plot_importance(booster, path: Path, top: int = 30) -> list[tuple[str, float
 
 # --- labelled data ----------------------------------------------------------------------------
 
+
 def read_labelled(path: str | Path, label_key: str = "label") -> tuple[list[str], np.ndarray, list[str]]:
     """Texts, label indices and ids of a labelled JSONL(.gz) file (labels HIGH/MEDIUM/LOW)."""
     from bielik.data.curate.io import iter_input_records
@@ -145,7 +162,9 @@ def read_labelled(path: str | Path, label_key: str = "label") -> tuple[list[str]
     for lineno, rec in iter_input_records(Path(path), on_error="raise"):
         lab = str(rec.get(label_key, "")).upper()
         if lab not in LABELS:
-            raise DataError(f"{path}:{lineno}: field '{label_key}' is {rec.get(label_key)!r}; expected one of {', '.join(LABELS)}")
+            raise DataError(
+                f"{path}:{lineno}: field '{label_key}' is {rec.get(label_key)!r}; expected one of {', '.join(LABELS)}"
+            )
         texts.append(rec["text"])
         ys.append(LABELS.index(lab))
         ids.append(str(rec.get("id", lineno)))
@@ -165,12 +184,20 @@ def _featurize(texts: list[str], extractor: FeatureExtractor, desc: str) -> np.n
 
 # --- stages -----------------------------------------------------------------------------------
 
+
 class QualityTrainConfig(StageConfig):
-    train: str = Field(..., description="labelled JSONL(.gz): text + label (HIGH/MEDIUM/LOW); a folder holding train.jsonl[.gz] also works")
-    test: str | None = Field(None, description="held-out labelled JSONL evaluated after training (default: test.jsonl next to train, if any)")
+    train: str = Field(
+        ...,
+        description="labelled JSONL(.gz): text + label (HIGH/MEDIUM/LOW); a folder holding train.jsonl[.gz] also works",
+    )
+    test: str | None = Field(
+        None, description="held-out labelled JSONL evaluated after training (default: test.jsonl next to train, if any)"
+    )
     output: str = "runs/quality-model"
     label_key: str = "label"
-    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=200, description="features are computed on the first max_chars characters")
+    max_chars: int = Field(
+        DEFAULT_MAX_CHARS, ge=200, description="features are computed on the first max_chars characters"
+    )
     rounds: int = Field(150, ge=1)
     max_depth: int = Field(5, ge=1)
     eta: float = Field(0.1, gt=0)
@@ -204,22 +231,41 @@ def train_quality(cfg: QualityTrainConfig) -> dict:
     texts, y, _ = read_labelled(train_path, cfg.label_key)
     extractor = FeatureExtractor(max_chars=cfg.max_chars)
     X = _featurize(texts, extractor, "features (train)")
-    params = {"objective": "multi:softprob", "num_class": len(LABELS), "max_depth": cfg.max_depth, "eta": cfg.eta,
-              "subsample": cfg.subsample, "colsample_bytree": cfg.colsample_bytree,
-              "min_child_weight": cfg.min_child_weight, "nthread": cfg.nthread, "seed": cfg.seed,
-              "eval_metric": "mlogloss", "tree_method": "hist"}
+    params = {
+        "objective": "multi:softprob",
+        "num_class": len(LABELS),
+        "max_depth": cfg.max_depth,
+        "eta": cfg.eta,
+        "subsample": cfg.subsample,
+        "colsample_bytree": cfg.colsample_bytree,
+        "min_child_weight": cfg.min_child_weight,
+        "nthread": cfg.nthread,
+        "seed": cfg.seed,
+        "eval_metric": "mlogloss",
+        "tree_method": "hist",
+    }
     dtrain = xgb.DMatrix(X, label=y, feature_names=list(FEATURE_NAMES))
     log.info(f"training XGBoost on {len(y)} documents × {X.shape[1]} features ({cfg.rounds} rounds)")
     booster = xgb.train(params, dtrain, num_boost_round=cfg.rounds)
-    metrics: dict = {"train": classification_report(y, booster.predict(dtrain).argmax(1)),
-                     "class_counts": {lab: int((y == i).sum()) for i, lab in enumerate(LABELS)}}
+    metrics: dict = {
+        "train": classification_report(y, booster.predict(dtrain).argmax(1)),
+        "class_counts": {lab: int((y == i).sum()) for i, lab in enumerate(LABELS)},
+    }
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
         booster.save_model(str(out / "model.json"))
-        write_json(out / "quality_model.json", {
-            "labels": list(LABELS), "features": list(FEATURE_NAMES), "threshold": cfg.threshold,
-            "max_chars": cfg.max_chars, "params": params, "rounds": cfg.rounds, "train_file": str(train_path),
-            "n_train": int(len(y)),
-        })
+        write_json(
+            out / "quality_model.json",
+            {
+                "labels": list(LABELS),
+                "features": list(FEATURE_NAMES),
+                "threshold": cfg.threshold,
+                "max_chars": cfg.max_chars,
+                "params": params,
+                "rounds": cfg.rounds,
+                "train_file": str(train_path),
+                "n_train": int(len(y)),
+            },
+        )
         metrics["top_features"] = plot_importance(booster, out / "feature_importance.png")
         if test_path is not None:
             tt, ty, _ = read_labelled(test_path, cfg.label_key)
@@ -228,7 +274,9 @@ def train_quality(cfg: QualityTrainConfig) -> dict:
             metrics["test"] = classification_report(ty, P.argmax(1))
             metrics["test"]["filter"] = _filter_metrics(ty, P, cfg.threshold)
             plot_confusion(metrics["test"], out / "confusion_test.png", f"held-out: {test_path.name}")
-        write_stage_record(out, "quality.train", cfg, {"train": train_path, **({"test": test_path} if test_path else {})}, metrics)
+        write_stage_record(
+            out, "quality.train", cfg, {"train": train_path, **({"test": test_path} if test_path else {})}, metrics
+        )
     summary = {"output": cfg.output, "train_macro_f1": metrics["train"]["macro"]["f1"]}
     if "test" in metrics:
         summary["test_macro_f1"] = metrics["test"]["macro"]["f1"]
@@ -241,10 +289,13 @@ def _filter_metrics(y: np.ndarray, P: np.ndarray, threshold: float) -> dict:
     keep = P[:, LABELS.index("HIGH")] > threshold
     is_high = y == LABELS.index("HIGH")
     tp = int((keep & is_high).sum())
-    return {"threshold": threshold, "kept": int(keep.sum()),
-            "precision_high": round(tp / max(int(keep.sum()), 1), 4),
-            "recall_high": round(tp / max(int(is_high.sum()), 1), 4),
-            "kept_by_true_class": {lab: int((keep & (y == i)).sum()) for i, lab in enumerate(LABELS)}}
+    return {
+        "threshold": threshold,
+        "kept": int(keep.sum()),
+        "precision_high": round(tp / max(int(keep.sum()), 1), 4),
+        "recall_high": round(tp / max(int(is_high.sum()), 1), 4),
+        "kept_by_true_class": {lab: int((keep & (y == i)).sum()) for i, lab in enumerate(LABELS)},
+    }
 
 
 class QualityEvalConfig(StageConfig):
@@ -252,7 +303,9 @@ class QualityEvalConfig(StageConfig):
     model: str = Field("default", description="model directory ('default' = the shipped model)")
     output: str = "runs/quality-eval"
     label_key: str = "label"
-    threshold: float | None = Field(None, gt=0, lt=1, description="P(HIGH) threshold for the filter metrics (default: the model's)")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="P(HIGH) threshold for the filter metrics (default: the model's)"
+    )
     nthread: int = Field(1, ge=1)
     overwrite: bool = False
 
@@ -280,6 +333,8 @@ def format_report(report: dict) -> str:
     rows.append(f"accuracy {report['accuracy']:.4f}")
     if "filter" in report:
         f = report["filter"]
-        rows.append(f"filter P(HIGH) > {f['threshold']}: kept {f['kept']}, precision(HIGH) {f['precision_high']:.4f}, "
-                    f"recall(HIGH) {f['recall_high']:.4f}")
+        rows.append(
+            f"filter P(HIGH) > {f['threshold']}: kept {f['kept']}, precision(HIGH) {f['precision_high']:.4f}, "
+            f"recall(HIGH) {f['recall_high']:.4f}"
+        )
     return "\n".join(rows)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import Field
 
@@ -40,9 +40,19 @@ DEFAULT_SOURCES = ["pl_legal", "pl_ntrex_news", "pl_wikipedia", "pl_wolnelektury
 
 class QualitySetConfig(StageConfig):
     output: str = Field("runs/quality-set", description="output directory (train.jsonl, test.jsonl)")
-    inputs: list[str] = Field(default_factory=lambda: ["shipped"], description="JSONL files/folders of edited Polish text ('shipped' = the packaged corpus)")
-    sources: list[str] = Field(default_factory=lambda: list(DEFAULT_SOURCES), description="file-name stems to use from the inputs (empty = all)")
-    examples_per_source: int = Field(800, ge=1, description="passages cut from each source file (spread over its documents), so registers are balanced")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["shipped"],
+        description="JSONL files/folders of edited Polish text ('shipped' = the packaged corpus)",
+    )
+    sources: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SOURCES),
+        description="file-name stems to use from the inputs (empty = all)",
+    )
+    examples_per_source: int = Field(
+        800,
+        ge=1,
+        description="passages cut from each source file (spread over its documents), so registers are balanced",
+    )
     max_passages_per_doc: int = Field(12, ge=1)
     min_chars: int = Field(400, ge=100)
     max_chars: int = Field(DEFAULT_MAX_CHARS, ge=200)
@@ -53,23 +63,96 @@ class QualitySetConfig(StageConfig):
 
 # --- site furniture and spam vocabulary (Polish web) ------------------------------------------
 
-_MENU_ITEMS = ["Strona główna", "Aktualności", "Wiadomości", "Sport", "Kultura", "Biznes", "Technologie", "Zdrowie",
-               "Motoryzacja", "Kontakt", "O nas", "Regulamin", "Galeria", "Wideo", "Blog", "Forum", "Ogłoszenia",
-               "Pogoda", "Horoskop", "Przepisy", "Dom i ogród", "Podróże", "Praca", "Nieruchomości", "Szukaj"]
+_MENU_ITEMS = [
+    "Strona główna",
+    "Aktualności",
+    "Wiadomości",
+    "Sport",
+    "Kultura",
+    "Biznes",
+    "Technologie",
+    "Zdrowie",
+    "Motoryzacja",
+    "Kontakt",
+    "O nas",
+    "Regulamin",
+    "Galeria",
+    "Wideo",
+    "Blog",
+    "Forum",
+    "Ogłoszenia",
+    "Pogoda",
+    "Horoskop",
+    "Przepisy",
+    "Dom i ogród",
+    "Podróże",
+    "Praca",
+    "Nieruchomości",
+    "Szukaj",
+]
 _FURNITURE = [
     "Ta strona używa plików cookies w celu świadczenia usług. Korzystanie z witryny oznacza zgodę na ich zapis.",
-    "Akceptuję pliki cookies", "Zaloguj się", "Zarejestruj się", "Zapisz się do newslettera!",
-    "Udostępnij: Facebook | Twitter | LinkedIn | E-mail", "Obserwuj nas na Facebooku",
-    "© {year} {site}. Wszelkie prawa zastrzeżone.", "Polityka prywatności | Regulamin serwisu | Mapa strony",
-    "Komentarze ({n})", "Dodaj komentarz", "Czytaj także: {title}", "Czytaj więcej »", "REKLAMA",
-    "Tagi: {tags}", "Ostatnia aktualizacja: {date}", "Poprzedni artykuł", "Następny artykuł", "Powrót do góry",
-    "Przejdź do treści", "Najczęściej czytane", "Polecamy", "Zobacz również: {title}",
+    "Akceptuję pliki cookies",
+    "Zaloguj się",
+    "Zarejestruj się",
+    "Zapisz się do newslettera!",
+    "Udostępnij: Facebook | Twitter | LinkedIn | E-mail",
+    "Obserwuj nas na Facebooku",
+    "© {year} {site}. Wszelkie prawa zastrzeżone.",
+    "Polityka prywatności | Regulamin serwisu | Mapa strony",
+    "Komentarze ({n})",
+    "Dodaj komentarz",
+    "Czytaj także: {title}",
+    "Czytaj więcej »",
+    "REKLAMA",
+    "Tagi: {tags}",
+    "Ostatnia aktualizacja: {date}",
+    "Poprzedni artykuł",
+    "Następny artykuł",
+    "Powrót do góry",
+    "Przejdź do treści",
+    "Najczęściej czytane",
+    "Polecamy",
+    "Zobacz również: {title}",
 ]
-_SPAM = ["tanie", "najlepsze", "promocja", "sklep", "online", "sprzedaż", "kup teraz", "darmowa dostawa", "opinie",
-         "cena", "ranking", "2024", "warszawa", "kraków", "hurtownia", "okazja", "rabat", "kredyt", "pożyczka"]
+_SPAM = [
+    "tanie",
+    "najlepsze",
+    "promocja",
+    "sklep",
+    "online",
+    "sprzedaż",
+    "kup teraz",
+    "darmowa dostawa",
+    "opinie",
+    "cena",
+    "ranking",
+    "2024",
+    "warszawa",
+    "kraków",
+    "hurtownia",
+    "okazja",
+    "rabat",
+    "kredyt",
+    "pożyczka",
+]
 # vulgar content is LOW in the reports' definition; SGJP marks these forms "wulg."
-_VULGAR = ["kurwa", "kurwy", "chuj", "chuja", "jebany", "jebać", "pierdolić", "spierdalaj", "zajebisty", "pierdolony",
-           "skurwysyn", "pizda", "wkurwia", "chujowy"]
+_VULGAR = [
+    "kurwa",
+    "kurwy",
+    "chuj",
+    "chuja",
+    "jebany",
+    "jebać",
+    "pierdolić",
+    "spierdalaj",
+    "zajebisty",
+    "pierdolony",
+    "skurwysyn",
+    "pizda",
+    "wkurwia",
+    "chujowy",
+]
 _SITES = ["portal-informacyjny.pl", "wiadomosci24.pl", "mojemiasto.info", "forum-dyskusyjne.net", "sklep-okazje.pl"]
 
 
@@ -131,9 +214,14 @@ def _number_table(rng: random.Random, rows: int, words: list[str]) -> str:
 
 def _furniture(rng: random.Random, title: str, words: list[str]) -> str:
     line = rng.choice(_FURNITURE)
-    return line.format(year=rng.randint(2005, 2025), site=rng.choice(_SITES), n=rng.randint(0, 250), title=title,
-                       tags=", ".join(rng.sample(words, min(4, len(words)))) if words else "news",
-                       date=f"{rng.randint(1, 28):02d}.{rng.randint(1, 12):02d}.{rng.randint(2010, 2025)}")
+    return line.format(
+        year=rng.randint(2005, 2025),
+        site=rng.choice(_SITES),
+        n=rng.randint(0, 250),
+        title=title,
+        tags=", ".join(rng.sample(words, min(4, len(words)))) if words else "news",
+        date=f"{rng.randint(1, 28):02d}.{rng.randint(1, 12):02d}.{rng.randint(2010, 2025)}",
+    )
 
 
 def _menu(rng: random.Random) -> str:
@@ -156,7 +244,7 @@ def _ocr_noise(text: str, rng: random.Random, rate: float) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[^\W\d_]{4,}", text)]
+    return list(re.findall(r"[^\W\d_]{4,}", text))
 
 
 def make_medium(text: str, rng: random.Random, other_titles: list[str]) -> tuple[str, str]:
@@ -185,8 +273,9 @@ def make_medium(text: str, rng: random.Random, other_titles: list[str]) -> tuple
 
 def make_low(text: str, rng: random.Random, pool: list[str]) -> tuple[str, str]:
     words = _words(text)
-    kind = rng.choice(["mojibake", "number_dump", "mixed_fragments", "spam", "word_salad", "heavy_ocr", "furniture_only",
-                       "vulgar"])
+    kind = rng.choice(
+        ["mojibake", "number_dump", "mixed_fragments", "spam", "word_salad", "heavy_ocr", "furniture_only", "vulgar"]
+    )
     if kind == "mojibake":
         return _mojibake(text, rng), kind
     if kind == "number_dump":
@@ -197,14 +286,18 @@ def make_low(text: str, rng: random.Random, pool: list[str]) -> tuple[str, str]:
         frags = []
         for src in rng.sample(pool, min(len(pool), rng.randint(3, 6))):
             a = rng.randrange(max(1, len(src) - 200))
-            frags.append(src[a:a + rng.randint(80, 400)])
+            frags.append(src[a : a + rng.randint(80, 400)])
         return rng.choice(["\n", " ", " ... "]).join(frags), kind
     if kind == "spam":
         base = words[:30] or ["produkt"]
         lines = []
         for _ in range(rng.randint(8, 30)):
             kw = " ".join(rng.sample(_SPAM, 2)) + " " + rng.choice(base).lower()
-            lines.append(rng.choice([kw, kw + "!!!", kw.upper(), f"{kw} - {rng.choice(_SITES)}", f"{kw} {rng.randint(10, 999)} zł"]))
+            lines.append(
+                rng.choice(
+                    [kw, kw + "!!!", kw.upper(), f"{kw} - {rng.choice(_SITES)}", f"{kw} {rng.randint(10, 999)} zł"]
+                )
+            )
         return rng.choice([", ", "\n", " | "]).join(lines), kind
     if kind == "word_salad":
         toks = text.split()
@@ -240,21 +333,32 @@ def build_examples(docs: list[dict], cfg: QualitySetConfig) -> Iterator[dict]:
     """Labelled examples from ``docs`` (dicts with id, text); deterministic given ``cfg.seed``."""
     rng = random.Random(cfg.seed)
     titles = [d["text"].strip().split("\n", 1)[0][:80] for d in docs]
-    for di, doc in enumerate(docs):
+    for doc in docs:
         split = split_of(doc["id"], cfg.test_fraction, cfg.seed)
         # fragments for mixing come from documents of the same split only
-        for pi, passage in enumerate(_passages(doc["text"], rng, doc.get("n_passages", 1), cfg.min_chars, cfg.max_chars)):
+        for pi, passage in enumerate(
+            _passages(doc["text"], rng, doc.get("n_passages", 1), cfg.min_chars, cfg.max_chars)
+        ):
             label = LABELS[rng.randrange(3)]
             if label == "HIGH":
                 text, kind = passage, "edited"
             elif label == "MEDIUM":
                 text, kind = make_medium(passage, rng, titles)
             else:
-                pool = [docs[j]["text"] for j in rng.sample(range(len(docs)), min(12, len(docs)))
-                        if split_of(docs[j]["id"], cfg.test_fraction, cfg.seed) == split] or [passage]
+                pool = [
+                    docs[j]["text"]
+                    for j in rng.sample(range(len(docs)), min(12, len(docs)))
+                    if split_of(docs[j]["id"], cfg.test_fraction, cfg.seed) == split
+                ] or [passage]
                 text, kind = make_low(passage, rng, pool)
-            yield {"id": f"{doc['id']}#p{pi}", "text": text, "label": label, "construction": kind,
-                   "source_doc": doc["id"], "split": split}
+            yield {
+                "id": f"{doc['id']}#p{pi}",
+                "text": text,
+                "label": label,
+                "construction": kind,
+                "source_doc": doc["id"],
+                "split": split,
+            }
 
 
 def build_quality_set(cfg: QualitySetConfig) -> dict:
@@ -267,8 +371,7 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
     from bielik.data.curate.io import expand_inputs, iter_input_records
     from bielik.errors import DataError
 
-    files = [f for f in expand_inputs(cfg.inputs)
-             if not cfg.sources or f.name.split(".")[0] in cfg.sources]
+    files = [f for f in expand_inputs(cfg.inputs) if not cfg.sources or f.name.split(".")[0] in cfg.sources]
     if not files:
         raise DataError(f"no input file matches sources={cfg.sources} in {cfg.inputs}")
     docs = []
@@ -278,10 +381,13 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
         rng = random.Random(f"{cfg.seed}:{f.name}")
         if len(recs) * per_doc > cfg.examples_per_source:
             recs = rng.sample(recs, max(1, cfg.examples_per_source // per_doc))
-        docs += [{"id": str(r.get("id", f"{f.name}:{i}")), "text": r["text"], "n_passages": per_doc} for i, r in enumerate(recs)]
+        docs += [
+            {"id": str(r.get("id", f"{f.name}:{i}")), "text": r["text"], "n_passages": per_doc}
+            for i, r in enumerate(recs)
+        ]
     counts: Counter = Counter()
     with staged_dir(cfg.output, overwrite=cfg.overwrite) as out:
-        handles = {s: gzip.open(out / f"{s}.jsonl.gz", "wt", encoding="utf-8") for s in ("train", "test")}
+        handles = {s: gzip.open(out / f"{s}.jsonl.gz", "wt", encoding="utf-8") for s in ("train", "test")}  # noqa: SIM115
         try:
             for ex in build_examples(docs, cfg):
                 handles[ex["split"]].write(json.dumps(ex, ensure_ascii=False) + "\n")
@@ -289,9 +395,14 @@ def build_quality_set(cfg: QualitySetConfig) -> dict:
         finally:
             for h in handles.values():
                 h.close()
-        metrics = {"source_files": [f.name for f in files], "source_docs": len(docs),
-                   "examples": {s: {lab: sum(v for (sp, lb, _), v in counts.items() if sp == s and lb == lab) for lab in LABELS}
-                                for s in ("train", "test")},
-                   "constructions": {f"{sp}/{lb}/{k}": v for (sp, lb, k), v in sorted(counts.items())}}
+        metrics = {
+            "source_files": [f.name for f in files],
+            "source_docs": len(docs),
+            "examples": {
+                s: {lab: sum(v for (sp, lb, _), v in counts.items() if sp == s and lb == lab) for lab in LABELS}
+                for s in ("train", "test")
+            },
+            "constructions": {f"{sp}/{lb}/{k}": v for (sp, lb, k), v in sorted(counts.items())},
+        }
         write_stage_record(out, "quality.build", cfg, {f.name: f for f in files}, metrics)
     return metrics

@@ -19,13 +19,29 @@ from pathlib import Path
 from bielik.artifacts import staged_dir, write_stage_record
 from bielik.data.corpus import iter_jsonl_records
 from bielik.data.curate.config import (
-    AnonymizeStageConfig, CleanStageConfig, CurateConfig, DedupStageConfig, FeaturesStageConfig, PipelineBase,
+    AnonymizeStageConfig,
+    CleanStageConfig,
+    CurateConfig,
+    DedupStageConfig,
+    FeaturesStageConfig,
+    PipelineBase,
     QualityFilterStageConfig,
 )
 from bielik.data.curate.dedup import DedupConfig, Deduplicator
 from bielik.data.curate.pipeline import (
-    AnonymizeStep, CleanStep, FeaturesWriter, QualityStep, check_files, dry_run_shards, funnel, gather_counts, log_file,
-    plot_funnel, run_minhash, run_shards, work_dir,
+    AnonymizeStep,
+    CleanStep,
+    FeaturesWriter,
+    QualityStep,
+    check_files,
+    dry_run_shards,
+    funnel,
+    gather_counts,
+    log_file,
+    plot_funnel,
+    run_minhash,
+    run_shards,
+    work_dir,
 )
 from bielik.log import get_logger
 from bielik.progress import progress
@@ -80,31 +96,51 @@ def _write_kept(cfg: PipelineBase, kept_dir: Path, out: Path, deduper: Deduplica
                     if cfg.keep_dropped:
                         if fd is None:
                             (out / "dropped").mkdir(exist_ok=True)
-                            fd = stack.enter_context(gzip.open(out / "dropped" / f"dup-{shard.name}", "wt",
-                                                               encoding="utf-8"))
+                            fd = stack.enter_context(
+                                gzip.open(out / "dropped" / f"dup-{shard.name}", "wt", encoding="utf-8")
+                            )
                         rec["curation"].update(drop_reason=reason, duplicate_of=first)
                         fd.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def stage_metrics(counts: Counter, tasks: int, extra: dict | None = None) -> dict:
     """``metrics.json`` of a curation stage from the summed counters (``dropped_*``, ``changed_*``, ``pii_*``)."""
-    def prefixed(p: str) -> dict:
-        return {k[len(p):]: v for k, v in sorted(counts.items()) if k.startswith(p)}
 
-    return {"input": counts.get("input", 0), "bad_records_skipped": counts.get("bad_records", 0),
-            "kept": counts.get("kept", 0), "tasks": tasks, "funnel": funnel(counts), "dropped": prefixed("dropped_"),
-            "changed": prefixed("changed_"), "pii_spans": prefixed("pii_"), **(extra or {})}
+    def prefixed(p: str) -> dict:
+        return {k[len(p) :]: v for k, v in sorted(counts.items()) if k.startswith(p)}
+
+    return {
+        "input": counts.get("input", 0),
+        "bad_records_skipped": counts.get("bad_records", 0),
+        "kept": counts.get("kept", 0),
+        "tasks": tasks,
+        "funnel": funnel(counts),
+        "dropped": prefixed("dropped_"),
+        "changed": prefixed("changed_"),
+        "pii_spans": prefixed("pii_"),
+        **(extra or {}),
+    }
 
 
 def funnel_line(kind: str, metrics: dict, logs: Path) -> str:
     """One line for the log: ``data.curate: 15 -> 9 documents (language -1, quality -3, ...); logs in ...``."""
     steps = ", ".join(f"{r['step']} -{r['dropped']:,}" for r in metrics["funnel"][1:])
-    return (f"{kind}: {metrics['input']:,} -> {metrics['kept']:,} documents" + (f" ({steps})" if steps else "")
-            + f"; datatrove logs in {logs}")
+    return (
+        f"{kind}: {metrics['input']:,} -> {metrics['kept']:,} documents"
+        + (f" ({steps})" if steps else "")
+        + f"; datatrove logs in {logs}"
+    )
 
 
-def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: DedupConfig | None,
-              extra_metrics: dict | None = None, features: bool = False) -> dict:
+def _finalise(
+    cfg: PipelineBase,
+    kind: str,
+    work: Path,
+    tasks: int,
+    dedup: DedupConfig | None,
+    extra_metrics: dict | None = None,
+    features: bool = False,
+) -> dict:
     """Every shard is done: dedup (if asked), then write ``cfg.output`` atomically with the stage record."""
     counts = gather_counts(work)
     minhash = dedup is not None and dedup.engine == "datatrove"
@@ -115,8 +151,11 @@ def _finalise(cfg: PipelineBase, kind: str, work: Path, tasks: int, dedup: Dedup
         _copy_side_outputs(cfg, work, out, minhash, features)
         _write_kept(cfg, kept_dir, out, deduper, counts)
         metrics = stage_metrics(counts, tasks, extra_metrics)
-        plot_funnel(metrics["funnel"], out / "funnel.png",
-                    f"{kind}: {counts.get('input', 0):,} → {counts.get('kept', 0):,} documents")
+        plot_funnel(
+            metrics["funnel"],
+            out / "funnel.png",
+            f"{kind}: {counts.get('input', 0):,} → {counts.get('kept', 0):,} documents",
+        )
         inputs = {f"input{i}": p for i, p in enumerate(cfg.inputs) if p != "shipped"}
         write_stage_record(out, kind, cfg, inputs, metrics)
     if not cfg.keep_work:
@@ -135,10 +174,16 @@ def _run(cfg: PipelineBase, kind: str, steps: list, dedup: DedupConfig | None = 
     if not complete:
         # Slurm/Ray jobs run detached, or some local task failed: finalising needs every shard
         detached = cfg.executor.kind == "slurm"
-        return {"status": "incomplete", "work_dir": str(work),
-                "message": ("jobs submitted; when they have finished (squeue), re-run the same command to "
-                            "continue (dedup) and finalise" if detached else
-                            "not every shard has finished; re-run the same command to resume and finalise")}
+        return {
+            "status": "incomplete",
+            "work_dir": str(work),
+            "message": (
+                "jobs submitted; when they have finished (squeue), re-run the same command to "
+                "continue (dedup) and finalise"
+                if detached
+                else "not every shard has finished; re-run the same command to resume and finalise"
+            ),
+        }
     return _finalise(cfg, kind, work, tasks, dedup, features=features)
 
 
@@ -166,7 +211,11 @@ def curate(cfg: CurateConfig) -> dict:
     from bielik.errors import ConfigError
 
     # the per-document steps in pipeline order; dedup runs after them, over all shards
-    per_doc = {"clean": CleanStep(cfg.clean), "anonymize": AnonymizeStep(cfg.anonymize), "quality": QualityStep(cfg.quality)}
+    per_doc = {
+        "clean": CleanStep(cfg.clean),
+        "anonymize": AnonymizeStep(cfg.anonymize),
+        "quality": QualityStep(cfg.quality),
+    }
     valid = (*per_doc, "dedup")
     bad = [s for s in cfg.steps if s not in valid]
     if bad:
@@ -175,6 +224,17 @@ def curate(cfg: CurateConfig) -> dict:
     return _run(cfg, "data.curate", steps, dedup=cfg.dedup if "dedup" in cfg.steps else None)
 
 
-__all__ = ["CleanStageConfig", "AnonymizeStageConfig", "DedupStageConfig", "FeaturesStageConfig",
-           "QualityFilterStageConfig", "CurateConfig", "clean", "anonymize", "dedup", "features", "quality_filter",
-           "curate"]
+__all__ = [
+    "CleanStageConfig",
+    "AnonymizeStageConfig",
+    "DedupStageConfig",
+    "FeaturesStageConfig",
+    "QualityFilterStageConfig",
+    "CurateConfig",
+    "clean",
+    "anonymize",
+    "dedup",
+    "features",
+    "quality_filter",
+    "curate",
+]

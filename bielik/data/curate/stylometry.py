@@ -39,10 +39,44 @@ import numpy as np
 from bielik.data.curate.morph import UPOS_TAGS, Analyzer, analyzer
 from bielik.data.curate.pii import PII_TYPES
 
-_FLEXEMES = ("subst", "depr", "ger", "adj", "adja", "adjp", "adjc", "pact", "ppas", "adv", "num", "numcol",
-             "ppron12", "ppron3", "siebie", "fin", "bedzie", "aglt", "praet", "impt", "imps", "inf", "pcon",
-             "pant", "winien", "pred", "prep", "conj", "comp", "part", "interj", "brev", "burk", "dig",
-             "romandig", "ign")
+_FLEXEMES = (
+    "subst",
+    "depr",
+    "ger",
+    "adj",
+    "adja",
+    "adjp",
+    "adjc",
+    "pact",
+    "ppas",
+    "adv",
+    "num",
+    "numcol",
+    "ppron12",
+    "ppron3",
+    "siebie",
+    "fin",
+    "bedzie",
+    "aglt",
+    "praet",
+    "impt",
+    "imps",
+    "inf",
+    "pcon",
+    "pant",
+    "winien",
+    "pred",
+    "prep",
+    "conj",
+    "comp",
+    "part",
+    "interj",
+    "brev",
+    "burk",
+    "dig",
+    "romandig",
+    "ign",
+)
 _CATS = {
     "case": ("nom", "gen", "dat", "acc", "inst", "loc", "voc"),
     "num": ("sg", "pl"),
@@ -51,16 +85,68 @@ _CATS = {
     "asp": ("imperf", "perf"),
     "deg": ("pos", "com", "sup"),
 }
-_QUALS = {"wulg": "wulg.", "pot": "pot.", "przest": "przest.", "ksiazk": "książk.", "rzad": "rzad.",
-          "daw": "daw.", "poet": "poet.", "specj": "specj.", "urz": "urz.", "srod": "środ.", "reg": "reg.",
-          "zart": "żart.", "pogard": "pogard.", "obraz": "obraz."}
-_SUBORD = {"ze": "że", "ktory": "który", "aby": "aby", "zeby": "żeby", "poniewaz": "ponieważ", "gdy": "gdy",
-           "kiedy": "kiedy", "jesli": "jeśli", "jezeli": "jeżeli", "chociaz": "chociaż", "bo": "bo", "gdyz": "gdyż"}
-_PUNCT = {"period": ".", "comma": ",", "semicolon": ";", "colon": ":", "excl": "!", "quest": "?",
-          "hyphen": "-", "endash": "–", "emdash": "—", "lparen": "(", "rparen": ")", "dquote": '"',
-          "lowquote": "„", "rquote": "”", "apos": "'", "ellipsis": "…", "slash": "/", "asterisk": "*",
-          "hash": "#", "at": "@", "amp": "&", "percent": "%", "dollar": "$", "plus": "+", "equals": "=",
-          "underscore": "_", "pipe": "|", "lbracket": "[", "guillemet": "«", "bullet": "•"}
+_QUALS = {
+    "wulg": "wulg.",
+    "pot": "pot.",
+    "przest": "przest.",
+    "ksiazk": "książk.",
+    "rzad": "rzad.",
+    "daw": "daw.",
+    "poet": "poet.",
+    "specj": "specj.",
+    "urz": "urz.",
+    "srod": "środ.",
+    "reg": "reg.",
+    "zart": "żart.",
+    "pogard": "pogard.",
+    "obraz": "obraz.",
+}
+_SUBORD = {
+    "ze": "że",
+    "ktory": "który",
+    "aby": "aby",
+    "zeby": "żeby",
+    "poniewaz": "ponieważ",
+    "gdy": "gdy",
+    "kiedy": "kiedy",
+    "jesli": "jeśli",
+    "jezeli": "jeżeli",
+    "chociaz": "chociaż",
+    "bo": "bo",
+    "gdyz": "gdyż",
+}
+_PUNCT = {
+    "period": ".",
+    "comma": ",",
+    "semicolon": ";",
+    "colon": ":",
+    "excl": "!",
+    "quest": "?",
+    "hyphen": "-",
+    "endash": "–",
+    "emdash": "—",
+    "lparen": "(",
+    "rparen": ")",
+    "dquote": '"',
+    "lowquote": "„",
+    "rquote": "”",
+    "apos": "'",
+    "ellipsis": "…",
+    "slash": "/",
+    "asterisk": "*",
+    "hash": "#",
+    "at": "@",
+    "amp": "&",
+    "percent": "%",
+    "dollar": "$",
+    "plus": "+",
+    "equals": "=",
+    "underscore": "_",
+    "pipe": "|",
+    "lbracket": "[",
+    "guillemet": "«",
+    "bullet": "•",
+}
 _WLEN_BINS = 15
 
 _STR_DOCS = {
@@ -117,39 +203,43 @@ def _build_docs() -> dict[str, str]:
     docs["morph_unknown"] = "share of word segments not in the dictionary (ign)"
     docs["morph_neg"] = "share of gerunds/participles in the negated form (neg)"
     docs["morph_segments_per_word"] = "Morfeusz segments per word token − 1 (agglutinates split off)"
-    docs.update({
-        "lex_ttr": "type/token ratio V/N (word forms, lower-cased)",
-        "lex_root_ttr": "Guiraud's index V/√N / 10",
-        "lex_log_ttr": "Herdan's C = log V / log N",
-        "lex_hapax": "hapax legomena (forms seen once) / N",
-        "lex_dislegomena": "dis legomena (forms seen twice) / N",
-        "lex_yule_k": "Yule's K = 10⁴ (Σ i² Vᵢ − N) / N², / 1000",
-        "lex_lemma_ttr": "distinct lemmas / segments",
-        "lex_mean_word_len": "mean word length in characters / 10",
-        "lex_std_word_len": "standard deviation of word length / 10",
-        "lex_long_words": "share of words of ≥ 10 characters",
-        "lex_top_word_share": "share of the most frequent word form",
-        "lex_function_words": "share of tokens that are prepositions, conjunctions, particles or pronouns",
-    })
+    docs.update(
+        {
+            "lex_ttr": "type/token ratio V/N (word forms, lower-cased)",
+            "lex_root_ttr": "Guiraud's index V/√N / 10",
+            "lex_log_ttr": "Herdan's C = log V / log N",
+            "lex_hapax": "hapax legomena (forms seen once) / N",
+            "lex_dislegomena": "dis legomena (forms seen twice) / N",
+            "lex_yule_k": "Yule's K = 10⁴ (Σ i² Vᵢ − N) / N², / 1000",
+            "lex_lemma_ttr": "distinct lemmas / segments",
+            "lex_mean_word_len": "mean word length in characters / 10",
+            "lex_std_word_len": "standard deviation of word length / 10",
+            "lex_long_words": "share of words of ≥ 10 characters",
+            "lex_top_word_share": "share of the most frequent word form",
+            "lex_function_words": "share of tokens that are prepositions, conjunctions, particles or pronouns",
+        }
+    )
     for i in range(1, _WLEN_BINS + 1):
         docs[f"wlen_{i}"] = f"share of words of length {i}" + (" or more" if i == _WLEN_BINS else "")
-    docs.update({
-        "syn_log_sentences": "log1p(number of sentences)",
-        "syn_mean_sent_len": "mean sentence length in words / 50",
-        "syn_std_sent_len": "standard deviation of sentence length / 50",
-        "syn_max_sent_len": "longest sentence in words / 200 (capped at 1)",
-        "syn_long_sents": "share of sentences with > 40 words",
-        "syn_short_sents": "share of sentences with < 5 words",
-        "syn_questions": "share of sentences ending in '?'",
-        "syn_exclamations": "share of sentences ending in '!'",
-        "syn_commas_per_sent": "commas per sentence / 10",
-        "syn_subord_per_sent": "subordinating conjunctions (comp) per sentence",
-        "syn_coord_per_sent": "coordinating conjunctions (conj) per sentence",
-        "syn_verbs_per_sent": "finite/past verb forms per sentence / 5",
-        "syn_verbless_sents": "share of sentences without a verb form",
-        "syn_noun_verb_ratio": "nouns / (nouns + verbs)",
-        "syn_adj_noun_ratio": "adjectives / (adjectives + nouns)",
-    })
+    docs.update(
+        {
+            "syn_log_sentences": "log1p(number of sentences)",
+            "syn_mean_sent_len": "mean sentence length in words / 50",
+            "syn_std_sent_len": "standard deviation of sentence length / 50",
+            "syn_max_sent_len": "longest sentence in words / 200 (capped at 1)",
+            "syn_long_sents": "share of sentences with > 40 words",
+            "syn_short_sents": "share of sentences with < 5 words",
+            "syn_questions": "share of sentences ending in '?'",
+            "syn_exclamations": "share of sentences ending in '!'",
+            "syn_commas_per_sent": "commas per sentence / 10",
+            "syn_subord_per_sent": "subordinating conjunctions (comp) per sentence",
+            "syn_coord_per_sent": "coordinating conjunctions (conj) per sentence",
+            "syn_verbs_per_sent": "finite/past verb forms per sentence / 5",
+            "syn_verbless_sents": "share of sentences without a verb form",
+            "syn_noun_verb_ratio": "nouns / (nouns + verbs)",
+            "syn_adj_noun_ratio": "adjectives / (adjectives + nouns)",
+        }
+    )
     for k, w in _SUBORD.items():
         docs[f"syn_w_{k}"] = f"occurrences of '{w}' per sentence"
     for k, p in _PUNCT.items():
@@ -179,9 +269,12 @@ _FUNC_UPOS = {"ADP", "CCONJ", "SCONJ", "PART", "PRON", "DET", "AUX"}
 
 # per-form vector layout: the morphological counts a word contributes (summed over its segments)
 _M_KEYS = (
-    [f"upos_{t}" for t in UPOS_TAGS] + [f"flex_{f}" for f in _FLEXEMES]
-    + [f"{c}_{v}" for c, vs in _CATS.items() for v in vs] + [f"qual_{k}" for k in _QUALS]
-    + ["_segments", "_readings", "_unamb", "_ign", "_neg", "_negable"] + [f"_has_{c}" for c in _CATS]
+    [f"upos_{t}" for t in UPOS_TAGS]
+    + [f"flex_{f}" for f in _FLEXEMES]
+    + [f"{c}_{v}" for c, vs in _CATS.items() for v in vs]
+    + [f"qual_{k}" for k in _QUALS]
+    + ["_segments", "_readings", "_unamb", "_ign", "_neg", "_negable"]
+    + [f"_has_{c}" for c in _CATS]
     + ["_verb", "_noun", "_adj", "_func", "_numeric", "_mixed", "_allcaps", "_capit", "_len"]
 )
 _M = {k: i for i, k in enumerate(_M_KEYS)}
@@ -239,16 +332,16 @@ class _Doc:
     """What the feature sections share about one document (computed once by ``FeatureExtractor._analyse``)."""
 
     text: str
-    n: int                # words
-    counts: Counter       # word form -> count
-    low: Counter          # lower-cased form -> count
-    w: np.ndarray         # counts of the distinct forms, in ``rows`` order
-    rows: np.ndarray      # row of each distinct form in the per-form matrix
-    V_rows: np.ndarray    # those rows
-    m: np.ndarray         # w @ V_rows: count-weighted sum of the morphological vectors (see _M)
-    seg: float            # morphological segments (≥ 1)
-    chars: Counter        # character -> count
-    n_chars: int          # characters (≥ 1)
+    n: int  # words
+    counts: Counter  # word form -> count
+    low: Counter  # lower-cased form -> count
+    w: np.ndarray  # counts of the distinct forms, in ``rows`` order
+    rows: np.ndarray  # row of each distinct form in the per-form matrix
+    V_rows: np.ndarray  # those rows
+    m: np.ndarray  # w @ V_rows: count-weighted sum of the morphological vectors (see _M)
+    seg: float  # morphological segments (≥ 1)
+    chars: Counter  # character -> count
+    n_chars: int  # characters (≥ 1)
 
 
 class FeatureExtractor:
@@ -313,8 +406,19 @@ class FeatureExtractor:
         low: Counter = Counter()
         for f, c in counts.items():
             low[f.lower()] += c
-        return _Doc(text=text, n=len(words), counts=counts, low=low, w=w, rows=rows, V_rows=V_rows, m=m,
-                    seg=max(m[_M["_segments"]], 1.0), chars=Counter(text), n_chars=max(len(text), 1))
+        return _Doc(
+            text=text,
+            n=len(words),
+            counts=counts,
+            low=low,
+            w=w,
+            rows=rows,
+            V_rows=V_rows,
+            m=m,
+            seg=max(m[_M["_segments"]], 1.0),
+            chars=Counter(text),
+            n_chars=max(len(text), 1),
+        )
 
     def _morphology(self, d: _Doc, put) -> None:
         """UPOS, flexeme, category and qualifier shares of the segments; ambiguity and negation."""
@@ -338,8 +442,10 @@ class FeatureExtractor:
     def _lexical(self, d: _Doc, put) -> None:
         """Vocabulary richness (TTR, hapaxes, Yule's K), word lengths and token kinds."""
         n, m, low = d.n, d.m, d.low
-        put("lex_lemma_ttr", 0.0 if not n else
-            min(len(frozenset().union(*(self._lemmas[j] for j in d.rows))) / d.seg, 1.0))
+        put(
+            "lex_lemma_ttr",
+            0.0 if not n else min(len(frozenset().union(*(self._lemmas[j] for j in d.rows))) / d.seg, 1.0),
+        )
         put("lex_function_words", m[_M["_func"]] / d.seg)
         if not n:
             return
@@ -411,7 +517,7 @@ class FeatureExtractor:
 
     def _structure(self, d: _Doc, put) -> None:
         """Layout (lines, paragraphs, lists, repeats) and character classes (digits, case, scripts, noise)."""
-        text, chars, n, n_chars = d.text, d.chars, d.n, d.n_chars
+        text, n = d.text, d.n
         lines = text.split("\n")
         ne = [ln.strip() for ln in lines if ln.strip()]
         nl = max(len(ne), 1)
@@ -442,7 +548,7 @@ class FeatureExtractor:
         upper = sum(c for ch, c in chars.items() if ch.isupper())
         spaces = sum(c for ch, c in chars.items() if ch.isspace())
         nonascii = sum(c for ch, c in chars.items() if ord(ch) > 127)
-        control = sum(c for ch, c in chars.items() if (ord(ch) < 32 and ch not in "\n\t\r") or 0x7f <= ord(ch) < 0xa0)
+        control = sum(c for ch, c in chars.items() if (ord(ch) < 32 and ch not in "\n\t\r") or 0x7F <= ord(ch) < 0xA0)
         put("str_digit_ratio", digits / n_chars)
         put("str_upper_ratio", upper / max(letters, 1))
         put("str_letter_ratio", letters / n_chars)
@@ -474,11 +580,17 @@ def _default_extractor() -> FeatureExtractor:
 
 def markdown_table() -> str:
     """The feature list as Markdown (docs/curation_features.md is generated from this)."""
-    rows = ["# Stylometric features", "",
-            "Generated from `bielik.data.curate.stylometry.FEATURES` by "
-            "`python -m bielik.data.curate.stylometry > docs/curation_features.md`; do not edit by hand.", "",
-            f"{len(FEATURES)} features, in the order of the feature vector.", "",
-            "| # | feature | definition |", "|---:|---|---|"]
+    rows = [
+        "# Stylometric features",
+        "",
+        "Generated from `bielik.data.curate.stylometry.FEATURES` by "
+        "`python -m bielik.data.curate.stylometry > docs/curation_features.md`; do not edit by hand.",
+        "",
+        f"{len(FEATURES)} features, in the order of the feature vector.",
+        "",
+        "| # | feature | definition |",
+        "|---:|---|---|",
+    ]
     rows += [f"| {i} | `{n}` | {d} |" for i, (n, d) in enumerate(FEATURES.items())]
     return "\n".join(rows) + "\n"
 

@@ -64,17 +64,9 @@ __all__ = [
 
 #: stage kind -> table function (the CLI calls :func:`tables_for`)
 TABLES = {
-    **{
-        k: curation
-        for k in (
-            "data.clean",
-            "data.anonymize",
-            "data.dedup",
-            "data.features",
-            "data.quality_filter",
-            "data.curate",
-        )
-    },
+    **dict.fromkeys(
+        ("data.clean", "data.anonymize", "data.dedup", "data.features", "data.quality_filter", "data.curate"), curation
+    ),
     "quality.eval": quality_eval,
     "quality.train": quality_train,
     "tokenizer.stats": tokenizer_stats,

@@ -344,6 +344,7 @@ def speed(m: dict[str, Any] | list) -> list[Table]:
                 ]
                 for r in rows
             ],
+            note="median (min–max) over runs; single stream, greedy",
         )
     ]
 

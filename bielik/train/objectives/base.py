@@ -31,14 +31,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Union
 
 import torch
 from torch import nn
 
 IGNORE_INDEX = -100
 
-Metric = Union[torch.Tensor, tuple[torch.Tensor, Union[torch.Tensor, float]]]
+Metric = torch.Tensor | tuple[torch.Tensor, torch.Tensor | float]
 
 
 @dataclass

@@ -78,7 +78,9 @@ class CausalLM(Objective):
             if not bool(valid.all()):  # SFT: only the loss-carrying positions go through the head (1.6x, measured)
                 hidden, targets = hidden[valid], targets[valid]
                 weights = None if weights is None else weights[valid]
-            loss_sum, ce_sum = fused_linear_cross_entropy(hidden, lm_head_weight(model), targets, weights, chunk=self.chunk)
+            loss_sum, ce_sum = fused_linear_cross_entropy(
+                hidden, lm_head_weight(model), targets, weights, chunk=self.chunk
+            )
         else:
             logits = model.get_output_embeddings()(hidden).float()
             ce = F.cross_entropy(logits.flatten(0, 1), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none")

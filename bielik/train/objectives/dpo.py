@@ -41,8 +41,12 @@ def pair_logps(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int) -> 
     sums = sequence_sums(completion_logprobs(model, batch, chunk), batch)
     n = int(batch["example_ids"].shape[0])
     side = batch["seq_side"]
-    chosen = torch.zeros(n, dtype=sums.dtype, device=sums.device).index_add(0, batch["seq_pair"][side == 0], sums[side == 0])
-    rejected = torch.zeros(n, dtype=sums.dtype, device=sums.device).index_add(0, batch["seq_pair"][side == 1], sums[side == 1])
+    chosen = torch.zeros(n, dtype=sums.dtype, device=sums.device).index_add(
+        0, batch["seq_pair"][side == 0], sums[side == 0]
+    )
+    rejected = torch.zeros(n, dtype=sums.dtype, device=sums.device).index_add(
+        0, batch["seq_pair"][side == 1], sums[side == 1]
+    )
     return chosen, rejected
 
 
@@ -51,10 +55,18 @@ class DPOPositive(Objective):
 
     name = "dpo_positive"
 
-    def __init__(self, reference: nn.Module, beta: float = 0.1, lam: float = 5.0, chunk: int = 2048,
-                 normalize: Literal["pairs", "weights"] = "pairs"):
+    def __init__(
+        self,
+        reference: nn.Module,
+        beta: float = 0.1,
+        lam: float = 5.0,
+        chunk: int = 2048,
+        normalize: Literal["pairs", "weights"] = "pairs",
+    ):
         if reference is None:
-            raise BielikError("DPO-P needs a reference model (its log-probs may then be cached with train.prepare.cache)")
+            raise BielikError(
+                "DPO-P needs a reference model (its log-probs may then be cached with train.prepare.cache)"
+            )
         if lam < 0 or beta <= 0:
             raise BielikError(f"DPO-P needs beta > 0 and lam >= 0, got beta={beta}, lam={lam}")
         self.reference, self.beta, self.lam, self.chunk, self.normalize = reference, beta, lam, chunk, normalize
@@ -76,7 +88,9 @@ class DPOPositive(Objective):
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         chosen, rejected = pair_logps(model, batch, self.chunk)
-        out = dpo_positive_loss(chosen, rejected, batch["ref_chosen_logps"], batch["ref_rejected_logps"], self.beta, self.lam)
+        out = dpo_positive_loss(
+            chosen, rejected, batch["ref_chosen_logps"], batch["ref_rejected_logps"], self.beta, self.lam
+        )
         w = batch["pair_weight"].float()
         n = chosen.shape[0]
 
@@ -84,10 +98,13 @@ class DPOPositive(Objective):
             return v.detach().float().sum(), n
 
         metrics = {
-            "reward_chosen": per_pair(out.chosen_rewards), "reward_rejected": per_pair(out.rejected_rewards),
+            "reward_chosen": per_pair(out.chosen_rewards),
+            "reward_rejected": per_pair(out.rejected_rewards),
             "margin": per_pair(out.chosen_rewards - out.rejected_rewards),
             "accuracy": per_pair((out.chosen_rewards > out.rejected_rewards).float()),
-            "penalty": per_pair(out.penalty), "logp_chosen": per_pair(chosen), "logp_rejected": per_pair(rejected),
+            "penalty": per_pair(out.penalty),
+            "logp_chosen": per_pair(chosen),
+            "logp_rejected": per_pair(rejected),
             "dpo_loss": per_pair(out.losses),
         }
         return ObjectiveOutput(loss_sum=(out.losses * w).sum(), metrics=metrics)

@@ -39,8 +39,15 @@ SEQUENCE_STATS = ("reward", "completion_length", "truncated")
 class GRPO(Objective):
     name = "grpo"
 
-    def __init__(self, reference: nn.Module | None = None, beta: float = 0.04, eps_low: float = 0.2, eps_high: float | None = None,
-                 normalize: Literal["sequence", "token"] = "sequence", chunk: int = 2048):
+    def __init__(
+        self,
+        reference: nn.Module | None = None,
+        beta: float = 0.04,
+        eps_low: float = 0.2,
+        eps_high: float | None = None,
+        normalize: Literal["sequence", "token"] = "sequence",
+        chunk: int = 2048,
+    ):
         if beta < 0:
             raise BielikError(f"GRPO's KL weight beta must be >= 0, got {beta}")
         if beta > 0 and reference is None:
@@ -66,7 +73,9 @@ class GRPO(Objective):
         logp = completion_logprobs(model, batch, self.chunk)
         old = batch["old_logps"] if "old_logps" in batch else logp.detach()
         seq = batch["target_seq"]
-        out = clipped_policy_loss(logp, old, batch["advantages"][seq], batch.get("ref_logps"), self.beta, self.eps_low, self.eps_high)
+        out = clipped_policy_loss(
+            logp, old, batch["advantages"][seq], batch.get("ref_logps"), self.beta, self.eps_low, self.eps_high
+        )
         n_seq, n_tok = int(batch["seq_group"].shape[0]), int(seq.shape[0])
         if self.normalize == "sequence":
             loss_sum = per_sequence_mean(out.loss, seq, n_seq).sum()
@@ -76,7 +85,9 @@ class GRPO(Objective):
 
     @staticmethod
     def _metrics(batch, out, n_seq: int, n_tok: int) -> dict:
-        m = {k: (batch[k].detach().float().sum(), n_seq) for k in batch if k.startswith("reward") or k in SEQUENCE_STATS}
+        m = {
+            k: (batch[k].detach().float().sum(), n_seq) for k in batch if k.startswith("reward") or k in SEQUENCE_STATS
+        }
         n_groups = int(batch["group_reward_std"].shape[0])
         m["group_reward_std"] = (batch["group_reward_std"].float().sum(), n_groups)
         m["zero_std_groups"] = ((batch["group_reward_std"] == 0).float().sum(), n_groups)

@@ -51,7 +51,13 @@ from torch import nn
 
 from bielik.errors import BielikError
 from bielik.train.lm_head import IGNORE_INDEX, _compute_dtype, _no_autocast
-from bielik.train.objectives.base import Objective, ObjectiveOutput, decoder_hidden_states, lm_head_weight, shifted_labels
+from bielik.train.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    decoder_hidden_states,
+    lm_head_weight,
+    shifted_labels,
+)
 
 # --- the maths, dense (reference and chunk-free path) ----------------------------------------
 
@@ -66,8 +72,13 @@ def forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: 
     return tau * tau * (logp.exp() * (logp - logq)).sum(-1)
 
 
-def topk_forward_kl(student_logits: torch.Tensor, topk_logits: torch.Tensor, topk_ids: torch.Tensor, teacher_lse: torch.Tensor,
-                    tau: float = 1.0) -> torch.Tensor:
+def topk_forward_kl(
+    student_logits: torch.Tensor,
+    topk_logits: torch.Tensor,
+    topk_ids: torch.Tensor,
+    teacher_lse: torch.Tensor,
+    tau: float = 1.0,
+) -> torch.Tensor:
     """τ²·KL between teacher and student coarsened to the teacher's top-k tokens plus a "rest" bucket.
 
     Args: ``student_logits`` (N, V); ``topk_logits`` (N, k) raw teacher logits and ``topk_ids`` (N, k)
@@ -83,7 +94,9 @@ def topk_forward_kl(student_logits: torch.Tensor, topk_logits: torch.Tensor, top
     return tau * tau * kl
 
 
-def teacher_topk(teacher_logits: torch.Tensor, k: int, tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_topk(
+    teacher_logits: torch.Tensor, k: int, tau: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the top-k path keeps of the teacher's (N, V) logits: (values (N, k), ids (N, k), lse_τ (N,))."""
     z = teacher_logits.float()
     vals, ids = z.topk(k, dim=-1)
@@ -136,7 +149,9 @@ def _chunk_step(z, y, teacher, tau, alpha, need_grad):  # noqa: ANN001
         loss = loss + (1 - alpha) * tau * tau * kl
         g = g.mul_(1 - alpha) if need_grad else None
     if need_grad and alpha > 0:
-        soft = torch.exp(z - lse).scatter_add_(1, y0[:, None], -torch.ones_like(lse)).mul_(alpha)  # α·(softmax − onehot)
+        soft = (
+            torch.exp(z - lse).scatter_add_(1, y0[:, None], -torch.ones_like(lse)).mul_(alpha)
+        )  # α·(softmax − onehot)
         g = soft if g is None else g.add_(soft)
     if g is not None:
         g.mul_(valid[:, None])
@@ -155,7 +170,9 @@ class _FusedLinearKD(torch.autograd.Function):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s : s + chunk].to(dtype)
                 t = {k: v if k == "weight" else v[s : s + chunk] for k, v in teacher.items()}
-                loss, ce, kl, agree, g = _chunk_step((h @ w_c.T).float(), targets[s : s + chunk], t, tau, alpha, need_h or need_w)
+                loss, ce, kl, agree, g = _chunk_step(
+                    (h @ w_c.T).float(), targets[s : s + chunk], t, tau, alpha, need_h or need_w
+                )
                 sums[:2] += torch.stack([loss.sum(), ce.sum()]).double()
                 if kl is not None:
                     sums[2:] += torch.stack([kl.sum(), agree.sum()]).double()
@@ -179,8 +196,15 @@ class _FusedLinearKD(torch.autograd.Function):
         return gh, gw, None, None, None, None, None, None
 
 
-def fused_linear_kd(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, teacher: dict[str, torch.Tensor],
-                    tau: float = 1.0, alpha: float = 0.0, chunk: int = 1024) -> tuple[torch.Tensor, ...]:
+def fused_linear_kd(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    teacher: dict[str, torch.Tensor],
+    tau: float = 1.0,
+    alpha: float = 0.0,
+    chunk: int = 1024,
+) -> tuple[torch.Tensor, ...]:
     """Σ over tokens of (1−α)·τ²·KL + α·CE, plus Σ CE, Σ KL and Σ top-1 agreement, chunk by chunk.
 
     Args: ``hidden`` (N, H) student final-norm hidden states, ``weight`` (V, H) its LM head,
@@ -192,15 +216,21 @@ def fused_linear_kd(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
     hidden = hidden.reshape(-1, hidden.shape[-1])
     teacher = {k: (v if k == "weight" else v.reshape(hidden.shape[0], *v.shape[lead:])) for k, v in teacher.items()}
     dtype = _compute_dtype(hidden, weight)
-    return _FusedLinearKD.apply(hidden, weight, targets.reshape(-1), teacher, float(tau), float(alpha), max(1, chunk), dtype)
+    return _FusedLinearKD.apply(
+        hidden, weight, targets.reshape(-1), teacher, float(tau), float(alpha), max(1, chunk), dtype
+    )
 
 
 @torch.no_grad()
 def chunked_teacher_topk(hidden: torch.Tensor, weight: torch.Tensor, k: int, tau: float, chunk: int = 1024):
-    """:func:`teacher_topk` of ``hidden`` (..., H) @ ``weight``ᵀ, chunk by chunk; outputs shaped (..., k), (..., k), (...)."""
+    """:func:`teacher_topk` of ``hidden`` (..., H) @ ``weight``ᵀ, chunk by chunk; outputs shaped (..., k),
+    (..., k), (...)."""
     shape = hidden.shape[:-1]
     h = hidden.reshape(-1, hidden.shape[-1])
-    parts = [teacher_topk((h[s : s + chunk].to(weight.dtype) @ weight.T).float(), k, tau) for s in range(0, h.shape[0], max(1, chunk))]
+    parts = [
+        teacher_topk((h[s : s + chunk].to(weight.dtype) @ weight.T).float(), k, tau)
+        for s in range(0, h.shape[0], max(1, chunk))
+    ]
     vals, ids, lse = (torch.cat(p) for p in zip(*parts))
     return vals.reshape(*shape, k), ids.reshape(*shape, k), lse.reshape(shape)
 
@@ -213,7 +243,9 @@ class LogitDistillation(Objective):
 
     perplexity = True  # val_ppl comes from the `ce` metric (the student's own NLL), see the module docstring
 
-    def __init__(self, teacher: nn.Module | None, tau: float = 1.0, alpha: float = 0.0, top_k: int = 0, chunk: int = 1024):
+    def __init__(
+        self, teacher: nn.Module | None, tau: float = 1.0, alpha: float = 0.0, top_k: int = 0, chunk: int = 1024
+    ):
         if not tau > 0 or not 0 <= alpha <= 1 or top_k < 0:
             raise BielikError(f"distillation needs tau > 0, 0 <= alpha <= 1, top_k >= 0 (got {tau}, {alpha}, {top_k})")
         if teacher is None and alpha < 1:
@@ -221,9 +253,14 @@ class LogitDistillation(Objective):
         self.teacher = teacher if alpha < 1 else None
         self.tau, self.alpha, self.top_k, self.chunk = float(tau), float(alpha), int(top_k), int(chunk)
         if self.teacher is not None and top_k >= self.teacher.config.vocab_size:
-            raise BielikError(f"top_k={top_k} is not below the vocabulary ({self.teacher.config.vocab_size}); use top_k=0 for the full KL")
+            raise BielikError(
+                f"top_k={top_k} is not below the vocabulary ({self.teacher.config.vocab_size}); "
+                "use top_k=0 for the full KL"
+            )
         self.name = "ce" if self.teacher is None else ("kd" if top_k == 0 else f"kd_top{top_k}_tau{tau:g}")
-        self.prepare_token_keys = frozenset({"teacher_hidden"} if top_k == 0 else {"teacher_topk_logits", "teacher_topk_ids", "teacher_lse"})
+        self.prepare_token_keys = frozenset(
+            {"teacher_hidden"} if top_k == 0 else {"teacher_topk_logits", "teacher_topk_ids", "teacher_lse"}
+        )
 
     def frozen_models(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher} if self.teacher is not None else {}
@@ -243,7 +280,11 @@ class LogitDistillation(Objective):
         if self.top_k == 0:
             return {"teacher_hidden": h}
         vals, ids, lse = chunked_teacher_topk(h, lm_head_weight(self.teacher), self.top_k, self.tau, self.chunk or 1024)
-        return {"teacher_topk_logits": vals, "teacher_topk_ids": ids.int(), "teacher_lse": lse}  # int32 ids: half the cache
+        return {
+            "teacher_topk_logits": vals,
+            "teacher_topk_ids": ids.int(),
+            "teacher_lse": lse,
+        }  # int32 ids: half the cache
 
     def _teacher_side(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.teacher is None:
@@ -251,17 +292,25 @@ class LogitDistillation(Objective):
         if self.top_k == 0:
             w = lm_head_weight(self.teacher)
             if type(w).__name__ == "DTensor":
-                raise BielikError("distillation: the teacher's LM head is sharded (a DTensor); frozen models' root parameters must stay gathered")
+                raise BielikError(
+                    "distillation: the teacher's LM head is sharded (a DTensor); "
+                    "frozen models' root parameters must stay gathered"
+                )
             return {"hidden": batch["teacher_hidden"][:, :-1], "weight": w}
-        return {"vals": batch["teacher_topk_logits"][:, :-1], "ids": batch["teacher_topk_ids"][:, :-1].long(),
-                "lse": batch["teacher_lse"][:, :-1]}
+        return {
+            "vals": batch["teacher_topk_logits"][:, :-1],
+            "ids": batch["teacher_topk_ids"][:, :-1].long(),
+            "lse": batch["teacher_lse"][:, :-1],
+        }
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
         targets = shifted_labels(batch)
         hidden = decoder_hidden_states(model, batch["input_ids"], **self._decoder_kwargs(batch))[:, :-1]
         teacher = self._teacher_side(batch)
         if self.chunk > 0:
-            loss, ce, kl, agree = fused_linear_kd(hidden, lm_head_weight(model), targets, teacher, self.tau, self.alpha, self.chunk)
+            loss, ce, kl, agree = fused_linear_kd(
+                hidden, lm_head_weight(model), targets, teacher, self.tau, self.alpha, self.chunk
+            )
         else:
             loss, ce, kl, agree = self._dense(model, hidden, targets, teacher)
         n = (targets != IGNORE_INDEX).sum()
@@ -271,7 +320,8 @@ class LogitDistillation(Objective):
         return ObjectiveOutput(loss_sum=loss, metrics=metrics)
 
     def _dense(self, model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, teacher: dict[str, torch.Tensor]):
-        """The chunk-free path (``chunk=0``): full (B, T, V) logits of both models; for checks and the memory benchmark."""
+        """The chunk-free path (``chunk=0``): full (B, T, V) logits of both models; for checks and the memory
+        benchmark."""
         z = model.get_output_embeddings()(hidden).float().flatten(0, 1)
         y = targets.reshape(-1)
         valid = (y != IGNORE_INDEX).float()
@@ -284,7 +334,10 @@ class LogitDistillation(Objective):
                 kd, t_top = forward_kl(z, zt, self.tau), zt.argmax(-1)
             else:
                 ids = teacher["ids"].flatten(0, 1)
-                kd, t_top = topk_forward_kl(z, teacher["vals"].flatten(0, 1), ids, teacher["lse"].reshape(-1), self.tau), ids[:, 0]
+                kd, t_top = (
+                    topk_forward_kl(z, teacher["vals"].flatten(0, 1), ids, teacher["lse"].reshape(-1), self.tau),
+                    ids[:, 0],
+                )
             loss = loss + (1 - self.alpha) * (kd * valid).sum()
             kl = (kd.detach() * valid).sum() / (self.tau * self.tau)
             agree = ((t_top == z.argmax(-1)).float() * valid).sum()
