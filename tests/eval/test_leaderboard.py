@@ -171,7 +171,7 @@ def test_eval_recipe_runs(tmp_path, tiny_model):
         "mt_bench.max_new_tokens=4",
     ] + [f"{s}.model={tiny_model}" for s in ("leaderboard", "eq_bench", "mt_bench")]
     results = run_recipe(load_recipe(REPO / "recipes" / "eval-pl.yaml", over))
-    assert set(results) == {"leaderboard", "eq_bench", "mt_bench"}
+    assert set(results) == {"leaderboard", "eq_bench", "mt_bench", "report"}
     assert (tmp_path / "leaderboard" / "results.md").is_file() and (
         tmp_path / "mt_bench" / "model_answer.jsonl"
     ).is_file()

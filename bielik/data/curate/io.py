@@ -15,6 +15,7 @@ e.g. tokenisation: :func:`bielik.data.corpus.text_pieces`.)
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 from collections.abc import Iterator
@@ -70,6 +71,8 @@ def iter_records(path: Path, text_key: str = "text") -> Iterator[tuple[int, dict
             lineno = 0
             for line in raw:  # not enumerate: its cached (index, line) tuple would keep the last line alive
                 lineno += 1
+                if lineno == 1 and line.startswith(codecs.BOM_UTF8):  # saved by a Windows tool: not part of line 1
+                    line = line[len(codecs.BOM_UTF8) :]
                 if line.isspace():
                     continue
                 try:
