@@ -50,6 +50,17 @@ def test_full_size_recipe_dry_run(name, tmp_path):
     text = format_dry_run(d)
     assert "inputs to provide:" in text and "GPU-hours" in text and not (tmp_path / "run").exists()
     assert math.isfinite(d.gpu_hours) and d.gpu_hours > 0
+    # the command line prints the same plan
+    from typer.testing import CliRunner
+
+    from bielik.cli import app
+
+    res = CliRunner().invoke(
+        app, ["recipe", "run", str(RECIPES / f"{name}.yaml"), "--dry-run", f"run_dir={tmp_path / 'run'}"]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"total: {d.gpu_hours:,.0f} GPU-hours" in res.output and "torchrun --nnodes" in res.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_v3_shape_follows_swap_and_upscale():
