@@ -56,7 +56,7 @@ def compare_heldout(
     student, teacher, batches: Iterable[dict[str, torch.Tensor]], chunk: int = 1024
 ) -> dict[str, float]:
     """Teacher and student on held-out rows: CE (nats/token), perplexity, KL(teacher ‖ student) and top-1 agreement."""
-    from bielik.train.lm_head import fused_linear_cross_entropy
+    from bielik.model.lm_head import fused_linear_cross_entropy
     from bielik.train.objectives.base import decoder_hidden_states, lm_head_weight, shifted_labels
     from bielik.train.objectives.kd import fused_linear_kd
 

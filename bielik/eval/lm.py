@@ -168,7 +168,7 @@ class EvalLM:
     def _token_scores(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(target), target is the arg-max) per row of ``h``, the head applied in chunks.
 
-        :func:`bielik.train.lm_head.chunked_token_logprobs` gives the same log-probabilities but not the
+        :func:`bielik.model.lm_head.chunked_token_logprobs` gives the same log-probabilities but not the
         arg-max behind lm-eval's ``is_greedy``; one pass over each chunk's logits here gives both.
         """
         lps, greedy = [], []
@@ -337,10 +337,10 @@ class EvalLM:
 
         lm-eval's ``loglikelihood_rolling`` windows: the text's tokens (no special tokens) are cut into
         windows of ``window`` predictions; the first is conditioned on BOS (else EOS), every other on the
-        last token of the window before it. Windows and scoring are :mod:`bielik.train.heldout`'s (the one
+        last token of the window before it. Windows and scoring are :mod:`bielik.model.heldout`'s (the one
         held-out NLL evaluator, shared with :func:`bielik.model.swap.heldout_loss`), batched under ``batch_tokens``.
         """
-        from bielik.train.heldout import rolling_windows, window_nll
+        from bielik.model.heldout import rolling_windows, window_nll
 
         window = min(window or self.max_length, self.max_length)
         out = []

@@ -46,9 +46,9 @@ from bielik.artifacts import staged_dir, write_stage_record
 from bielik.config import StageConfig
 from bielik.errors import BielikError, DataError
 from bielik.log import get_logger
+from bielik.model.heldout import rolling_windows, window_nll
 from bielik.progress import progress
 from bielik.tokenizer.formats import tokenizer_style
-from bielik.train.heldout import rolling_windows, window_nll
 
 log = get_logger(__name__)
 
@@ -312,7 +312,7 @@ def heldout_loss(
 
     Bits per character make models with different tokenizers comparable (loss per token is not). The
     token stream (documents joined by EOS) is scored in disjoint windows of ``seq_len`` predictions by
-    :mod:`bielik.train.heldout`, the evaluator shared with the perplexity of :mod:`bielik.eval.lm`.
+    :mod:`bielik.model.heldout`, the evaluator shared with the perplexity of :mod:`bielik.eval.lm`.
     """
     from bielik.data.corpus import read_corpus
 

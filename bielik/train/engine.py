@@ -386,7 +386,7 @@ class Engine:
         ``val_ppl`` = exp(per-token NLL) is reported only for objectives whose loss is one
         (``Objective.perplexity``); with weighted tokens the unweighted ``ce`` metric is used.
 
-        Not :mod:`bielik.train.heldout` (the plain-text NLL evaluator of perplexity and the tokenizer
+        Not :mod:`bielik.model.heldout` (the plain-text NLL evaluator of perplexity and the tokenizer
         swap): this scores the *objective* (DPO, GRPO, KD losses as well as NLL) on training-shaped
         batches, through the wrapped root so FSDP2 gathers its shards, summed over ranks. For a
         causal-LM objective the two agree (``val_loss`` = mean of ``heldout.token_nll``, to 1e-6 relative:

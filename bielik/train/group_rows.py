@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from bielik.errors import BielikError
-from bielik.train.lm_head import chunked_token_logprobs
+from bielik.model.lm_head import chunked_token_logprobs
 from bielik.train.objectives.base import decoder_hidden_states, lm_head_weight
 
 

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from bielik.model.lm_head import chunked_token_logprobs
 from bielik.train import checkpoint as ckpt
 from bielik.train.distributed import Dist
 from bielik.train.engine import Engine
-from bielik.train.lm_head import chunked_token_logprobs
 from bielik.train.objectives.base import Objective, ObjectiveOutput, decoder_hidden_states, lm_head_weight
 from bielik.train.rollout import RolloutSource
 from tests.conftest import engine_config

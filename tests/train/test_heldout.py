@@ -1,4 +1,4 @@
-"""The one held-out NLL evaluator (bielik.train.heldout) against the computations it replaced: the
+"""The one held-out NLL evaluator (bielik.model.heldout) against the computations it replaced: the
 tokenizer-swap loss (full logits per window), lm-eval's rolling windows, and the engine's objective-level
 held-out loss on the same batch."""
 
@@ -9,12 +9,12 @@ import torch
 from torch.nn import functional as F
 
 from bielik.data.corpus import shipped_corpus_dir
+from bielik.model.heldout import rolling_windows, token_nll, window_nll
 from bielik.model.loading import load_hf_model
 from bielik.model.swap import heldout_loss
 from bielik.tokenizer.formats import load_hf_tokenizer
 from bielik.train.distributed import Dist
 from bielik.train.engine import Engine
-from bielik.train.heldout import rolling_windows, token_nll, window_nll
 from bielik.train.objectives import CausalLM
 from tests.conftest import engine_config
 from tests.train.test_contract import Rows, micro_llama

@@ -16,7 +16,7 @@ example contributes l_i = −w_i · Σ_t log p(y_t). Normalisation (``normalize`
 
 The paper does not say which; ``tokens`` is our default because it is the only one in which the
 weights change anything for a uniform-quality batch (and it equals the plain loss at w = 1). The
-maths lives in :func:`bielik.train.lm_head.fused_linear_cross_entropy` (Σ w·CE and Σ CE, fused,
+maths lives in :func:`bielik.model.lm_head.fused_linear_cross_entropy` (Σ w·CE and Σ CE, fused,
 chunked); this class only gathers the hidden states and targets.
 
 Packed rows carry ``position_ids`` that restart at 0 for every document (dialogue): with no attention
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bielik.train.lm_head import fused_linear_cross_entropy
+from bielik.model.lm_head import fused_linear_cross_entropy
 from bielik.train.objectives.base import (
     IGNORE_INDEX,
     Objective,

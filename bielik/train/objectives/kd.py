@@ -9,7 +9,7 @@ summed over the predicted tokens and divided by the global batch's token count b
 keeps the gradient's scale independent of τ (Hinton et al.); α = 1 is plain CE on the student (the
 ablation; no teacher is run then).
 
-**Chunked, like the fused CE** (:mod:`bielik.train.lm_head`): neither model's (B, T, V) logits ever
+**Chunked, like the fused CE** (:mod:`bielik.model.lm_head`): neither model's (B, T, V) logits ever
 exist. The teacher's no-grad preparation pass (:meth:`LogitDistillation.prepare`) runs only its
 decoder; the objective then walks the tokens in chunks of ``chunk``, forms (chunk, V) logits of both
 models, and, because ∂L/∂z_s is known in the forward pass, accumulates the gradients of the student's
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bielik.errors import BielikError
-from bielik.train.lm_head import IGNORE_INDEX, _compute_dtype, _no_autocast
+from bielik.model.lm_head import IGNORE_INDEX, _compute_dtype, _no_autocast
 from bielik.train.objectives.base import (
     Objective,
     ObjectiveOutput,

@@ -6,7 +6,7 @@
   exactly once and no window sees more than ``w`` tokens.
 * :func:`window_nll` runs the windows through an HF causal LM in batches and returns
   −Σ_t log p(y_t | x_<t) per window: the decoder body gives hidden states and the LM head is applied
-  in chunks of ``chunk`` positions (:func:`bielik.train.lm_head.chunked_token_logprobs`), so no
+  in chunks of ``chunk`` positions (:func:`bielik.model.lm_head.chunked_token_logprobs`), so no
   (batch, seq, vocab) logits exist; a head that is not a plain bias-free linear map (logit soft-capping,
   logit scale, bias) runs through the model's own forward instead.
 
@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from bielik.errors import BielikError
-from bielik.train.lm_head import IGNORE_INDEX, chunked_token_logprobs
+from bielik.model.lm_head import IGNORE_INDEX, chunked_token_logprobs
 
 
 def rolling_windows(tokens: Sequence[int], window: int, prefix: int | None) -> list[tuple[list[int], list[int]]]:

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bielik.train.lm_head import IGNORE_INDEX, chunked_token_logprobs, fused_linear_cross_entropy
+from bielik.model.lm_head import IGNORE_INDEX, chunked_token_logprobs, fused_linear_cross_entropy
 
 
 def _case(seed=0, n=257, h=32, v=500):
