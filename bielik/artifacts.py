@@ -69,6 +69,27 @@ def read_json(path: str | Path) -> Any:
         raise BielikError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
+def read_log_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines log a stage appends to (``metrics.jsonl``). A truncated last line (a stage
+    killed mid-write) is ignored; any other bad line is an error naming the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise BielikError(f"{path} does not exist") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines):
+                break
+            raise BielikError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+    return rows
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

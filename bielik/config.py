@@ -13,6 +13,7 @@ overrides (``optim.lr=3e-4``; values are parsed as YAML scalars, so ``true``, ``
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,3 +203,46 @@ def _overridden(key: tuple[str, ...], tree: dict[str, Any]) -> bool:
             return False
         node = node[part]
     return True
+
+
+def looks_like_path(value: str) -> bool:
+    """A config string names a path when it has a directory part or a file suffix (``data/pl``,
+    ``runs/x/sft``, ``corpus.jsonl``). A bare word (``wandb_project: bielik``, ``preset: tiny-llama``)
+    is not a path even when a file of that name happens to exist in the working directory: taking it
+    for one made every training stage of a recipe rerun whenever that file (there: the ``bielik``
+    package) changed.
+    """
+    return "/" in value or os.sep in value or bool(Path(value).suffix)
+
+
+def config_paths(values: Any, skip: tuple[str, ...] = ("output",)) -> list[str]:
+    """Every string in a dumped config that names an existing file or directory, in order, once each.
+
+    Top-level keys in ``skip`` (the stage's own output) are left out; strings that do not look like
+    paths (:func:`looks_like_path`), or are not paths at all (a prompt), are ignored. The recipe runner
+    hashes these as a stage's inputs; stages check the HF directories among them before they start.
+    """
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and "\n" not in v and len(v) < 4096 and looks_like_path(v):
+            try:
+                exists = Path(v).exists()
+            except OSError:  # not a path at all
+                return
+            if exists and v not in found:
+                found.append(v)
+
+    if isinstance(values, dict):
+        for key, value in values.items():
+            if key not in skip:
+                walk(value)
+    else:
+        walk(values)
+    return found

@@ -76,7 +76,7 @@ from bielik.artifacts import (
     write_json,
     yaml_dump,
 )
-from bielik.config import StageConfig, deep_merge, parse_overrides, read_yaml, validate
+from bielik.config import StageConfig, config_paths, deep_merge, parse_overrides, read_yaml, validate
 from bielik.errors import BielikError, ConfigError
 from bielik.log import get_logger
 
@@ -213,48 +213,21 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def _looks_like_path(v: str) -> bool:
-    """A config string names a path when it has a directory part or a file suffix (``data/pl``,
-    ``runs/x/sft``, ``corpus.jsonl``). A bare word (``wandb_project: bielik``, ``preset: tiny-llama``)
-    is not a path even when a file of that name happens to exist in the working directory: taking it
-    for one made every training stage rerun whenever that file (there: the ``bielik`` package) changed.
-    """
-    return "/" in v or os.sep in v or bool(Path(v).suffix)
-
-
 def stage_inputs(cfg: StageConfig) -> list[str]:
-    """Every path in the resolved config that exists now (files or directories), the output excluded.
+    """Every path in the resolved config that exists now (files or directories), the output excluded
+    (:func:`bielik.config.config_paths`: a bare word without a directory part or suffix is not a path).
 
-    A path that contains the output, or lies inside it (a resume checkpoint), is not an input; a bare
-    word without a directory part or suffix is not a path (:func:`_looks_like_path`).
+    A path that contains the output, or lies inside it (a resume checkpoint), is not an input.
     """
     data = cfg.model_dump(mode="json")
-    out = data.pop("output", None)
+    out = data.get("output")
     out_path = Path(out).resolve() if out else None
-    found: list[str] = []
 
-    def walk(v: Any) -> None:
-        if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-        elif isinstance(v, str) and v and "\n" not in v and len(v) < 4096 and _looks_like_path(v):
-            p = Path(v)
-            try:
-                if not p.exists():
-                    return
-            except OSError:
-                return
-            rp = p.resolve()
-            if out_path is not None and (_inside(rp, out_path) or _inside(out_path, rp)):
-                return
-            if v not in found:
-                found.append(v)
+    def related(p: str) -> bool:
+        rp = Path(p).resolve()
+        return out_path is not None and (_inside(rp, out_path) or _inside(out_path, rp))
 
-    walk(data)
-    return found
+    return [p for p in config_paths(data) if not related(p)]
 
 
 def run_records(steps: list, name: str) -> list[str]:
@@ -368,6 +341,11 @@ def select(recipe: Recipe, from_stage: str | None, until_stage: str | None, only
     return start, end
 
 
+def forced(force: bool, from_stage: str | None, only: str | None) -> bool:
+    """Whether the selected stages run regardless of the skip rule: ``--force``, ``--from`` and ``--only``."""
+    return force or from_stage is not None or only is not None
+
+
 def _finished(cfg: StageConfig) -> bool:
     out = getattr(cfg, "output", None)
     return bool(out) and (Path(out) / "metrics.json").is_file()
@@ -415,19 +393,19 @@ def run_recipe(
             f"stage '{stage}' reads the output of earlier stage '{ref}' ({out}), which has not finished: "
             f"run the recipe with --until {ref} first"
         )
-    forced = force or from_stage is not None or only is not None
+    rerun = forced(force, from_stage, only)
     state = RunState(recipe)
     cache = DigestCache(Path(recipe.run_dir) / DIGEST_CACHE)
     results: dict[str, Any] = {}
     for name, stage, cfg in steps[start : end + 1]:
         out = getattr(cfg, "output", None)
         # under torchrun with a forced stage, ranks other than 0 neither decide nor record: no hashing
-        hashing = _is_main() or not forced
+        hashing = _is_main() or not rerun
         inputs = run_records(steps, name) if stage.reads_run else stage_inputs(cfg)
         digests = {p: path_digest(p, cache) for p in inputs} if hashing else {}
         if _is_main():
             cache.save()
-        reason = "forced" if forced else not_done_reason(cfg, digests, state.stage(name))
+        reason = "forced" if rerun else not_done_reason(cfg, digests, state.stage(name))
         if reason is None:
             log.info("stage %-10s %-16s -> %s [done (skip)]", name, stage.kind, out or "-")
             results[name] = out

@@ -36,12 +36,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bielik.artifacts import read_log_rows
 from bielik.config import StageConfig
 from bielik.errors import BielikError, ConfigError
 from bielik.log import get_logger
 from bielik.recipe import (
     ClusterSpec,
     Recipe,
+    forced,
     missing_upstream,
     not_done_reason,
     plan,
@@ -51,7 +53,12 @@ from bielik.recipe import (
 
 log = get_logger(__name__)
 
-TRAIN_KINDS = ("train.pretrain", "train.sft", "train.dpo", "train.grpo", "compress.distill")
+
+def is_training(cfg: StageConfig) -> bool:
+    """A stage that runs the training engine: its config has an engine config under ``train``."""
+    from bielik.train.config import EngineConfig
+
+    return isinstance(getattr(cfg, "train", None), EngineConfig)
 
 
 @dataclass
@@ -97,16 +104,11 @@ def measured_mfu(path: str | Path) -> float:
     path = Path(path)
     if not path.is_file():
         raise BielikError(f"cluster.mfu_from: {path} does not exist (a metrics.jsonl written by a training stage)")
-    values = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BielikError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-        if isinstance(row, dict) and isinstance(row.get("mfu"), (int, float)) and row["mfu"] > 0:
-            values.append(float(row["mfu"]))
+    values = [
+        float(row["mfu"])
+        for row in read_log_rows(path)
+        if isinstance(row, dict) and isinstance(row.get("mfu"), (int, float)) and row["mfu"] > 0
+    ]
     if not values:
         raise BielikError(
             f"{path}: no row has an 'mfu' value (was peak_flops known when it ran? see `bielik bench peak`)"
@@ -272,7 +274,7 @@ def dry_run(
 
     steps = plan(recipe)
     start, end = select(recipe, from_stage, until_stage, only)
-    forced = force or from_stage is not None or only is not None
+    rerun = forced(force, from_stage, only)
     cluster = recipe.cluster
     mfu, mfu_source = None, None
     if cluster is not None:
@@ -304,7 +306,7 @@ def dry_run(
         if selected:
             if name in missing:
                 p.status = "blocked: reads an unfinished earlier stage outside the selection"
-            elif forced:
+            elif rerun:
                 p.status = "run (forced)"
             else:
                 reason = not_done_reason(cfg, {}, None)
@@ -383,11 +385,12 @@ def _plan_stage(recipe: Recipe, p: StagePlan, kind: str, cfg: StageConfig, shape
             p.tokens = cfg.samples * cfg.ctx
             p.tokens_formula = f"{cfg.samples:,} windows x {cfg.ctx:,} tokens (forward only)"
             p.flops = shapes.flops_per_token(src, cfg.ctx) / 3 * p.tokens
-    if kind in TRAIN_KINDS:
+    training = is_training(cfg)
+    if training:
         shape = _plan_training(recipe, p, kind, cfg, shapes, cluster)
         p.commands = _train_commands(recipe, p.name, cfg, cluster)
     if shape is not None and out:
-        shapes.set(out, shape, also_final=kind in TRAIN_KINDS)
+        shapes.set(out, shape, also_final=training)
     if p.flops is not None and mfu is not None and cluster is not None:
         p.gpu_hours = p.flops / (mfu * cluster.peak_tflops_bf16 * 1e12) / 3600.0
         p.wall_hours = p.gpu_hours / _world(cluster)

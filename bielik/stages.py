@@ -51,16 +51,28 @@ class StageDecl:
 
 @dataclass(frozen=True)
 class Stage:
-    """A resolved stage: ``run(config)`` runs the stage function inside :func:`bielik.runtime.stage_context`."""
+    """A resolved stage: its declaration plus the imported config model and function.
 
-    kind: str
+    ``run(config)`` runs the stage function (``func``) inside :func:`bielik.runtime.stage_context`;
+    everything else (kind, help, command path, renderer, ``reads_run``) is read from ``decl``.
+    """
+
+    decl: StageDecl
     config: type[StageConfig]
     run: Callable[[Any], Any]
-    help: str
-    cli: tuple[str, ...] = ()
-    show: str = "done"
-    func: Callable[[Any], Any] | None = None  # the bare stage function (``run`` wraps it)
-    reads_run: bool = False
+    func: Callable[[Any], Any]
+
+    @property
+    def kind(self) -> str:
+        return self.decl.kind
+
+    @property
+    def help(self) -> str:
+        return self.decl.help
+
+    @property
+    def reads_run(self) -> bool:
+        return self.decl.reads_run
 
 
 _C = "bielik.data.curate.api"
@@ -381,9 +393,7 @@ def _in_stage_context(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
 @functools.cache
 def _resolved(decl: StageDecl) -> Stage:
     func = resolve(decl.run)
-    return Stage(
-        decl.kind, resolve(decl.config), _in_stage_context(func), decl.help, decl.cli, decl.show, func, decl.reads_run
-    )
+    return Stage(decl, resolve(decl.config), _in_stage_context(func), func)
 
 
 def get(kind: str) -> Stage:

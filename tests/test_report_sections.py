@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bielik.artifacts import read_log_rows
 from bielik.errors import BielikError, ConfigError
 from bielik.report import ReportConfig, build_report, report, tables_for
 from bielik.report.document import Table, duration, format_cell, slug
 from bielik.report.plots import lr_lines
 from bielik.report.render import table_markdown, to_rich
-from bielik.report.run import find_stages, read_jsonl
+from bielik.report.run import find_stages
 from bielik.report.sections import BUILDERS, stage_section
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report_run"
@@ -274,9 +275,9 @@ def test_bad_inputs_name_the_file(tmp_path):
     bad = tmp_path / "m.jsonl"
     bad.write_text('{"step": 1}\n{broken\n{"step": 3}\n')
     with pytest.raises(BielikError, match=r"m\.jsonl:2"):
-        read_jsonl(bad)
+        read_log_rows(bad)
     bad.write_text('{"step": 1}\n{"step": 2, "lo')  # a stage killed mid-write: the torn last line is ignored
-    assert read_jsonl(bad) == [{"step": 1}]
+    assert read_log_rows(bad) == [{"step": 1}]
     with pytest.raises(ConfigError, match="run_dir"):
         ReportConfig()
     assert ReportConfig(output="runs/x/report").run_dir == "runs/x"

@@ -16,7 +16,6 @@ distilled student: CE, perplexity, KL(teacher ‖ student), top-1 agreement, par
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from bielik.artifacts import atomic_write_text, write_stage_record
+from bielik.artifacts import atomic_write_text, read_log_rows, write_stage_record
 from bielik.config import StageConfig
 from bielik.errors import BielikError
 from bielik.log import get_logger
@@ -93,7 +92,7 @@ def compare_heldout(
 def eval_curve(out_dir: str | Path, key: str = "val_ce") -> list[tuple[int, float]]:
     """(step, value) of every held-out evaluation in ``metrics.jsonl``."""
     path = Path(out_dir) / "metrics.jsonl"
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
+    rows = read_log_rows(path) if path.is_file() else []
     return [(r["step"], r[key]) for r in rows if r.get("kind") == "eval" and key in r]
 
 

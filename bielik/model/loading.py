@@ -112,26 +112,16 @@ def check_hf_dir(path: str | Path) -> None:
 
 
 def check_config_dirs(values: Any, skip: tuple[str, ...] = ("output",)) -> None:
-    """:func:`check_hf_dir` on every existing HF directory named anywhere in a (dumped) stage config.
-
-    A directory counts as HF when it holds one of ``config.json``, ``tokenizer.json``,
-    ``model.safetensors`` or its index. Top-level keys in ``skip`` (the stage's own output, which it
-    may overwrite) are not checked.
+    """:func:`check_hf_dir` on every existing HF directory named in a (dumped) stage config
+    (:func:`bielik.config.config_paths`; the top-level keys in ``skip``, the stage's own output which it
+    may overwrite, are not checked). A directory counts as HF when it holds one of ``config.json``,
+    ``tokenizer.json``, ``model.safetensors`` or its index.
     """
-    if isinstance(values, dict):
-        for key, value in values.items():
-            if key not in skip:
-                check_config_dirs(value, ())
-    elif isinstance(values, (list, tuple)):
-        for value in values:
-            check_config_dirs(value, ())
-    elif isinstance(values, str) and values and "\n" not in values and len(values) < 4096:
-        try:
-            path = Path(values).expanduser()
-            is_hf = path.is_dir() and any((path / m).is_file() for m in _HF_MARKERS)
-        except OSError:  # not a path at all (e.g. a prompt)
-            return
-        if is_hf:
+    from bielik.config import config_paths
+
+    for value in config_paths(values, skip):
+        path = Path(value)
+        if path.is_dir() and any((path / m).is_file() for m in _HF_MARKERS):
             check_hf_dir(path)
 
 

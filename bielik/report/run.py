@@ -15,14 +15,13 @@ the state lists whose output folder does not exist (it failed before writing any
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bielik.artifacts import read_json
+from bielik.artifacts import read_json, read_log_rows
 from bielik.errors import BielikError
 
 MARKERS = ("config.yaml", "metrics.json", "lineage.json", "metrics.jsonl")
@@ -73,23 +72,6 @@ class StageRun:
         return p if p.is_file() else None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a truncated last line (a stage killed mid-write) is ignored, any other bad
-    line is an error naming the file and line."""
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines):
-                break
-            raise BielikError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-    return rows
-
-
 def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -107,7 +89,7 @@ def load_stage(path: Path, name: str) -> StageRun:
     lineage = read_json(path / "lineage.json") if (path / "lineage.json").is_file() else {}
     kind = str(config.get("stage") or lineage.get("stage") or "unknown")
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else None
-    records = read_jsonl(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
+    records = read_log_rows(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
     if metrics is None:
         status = "incomplete"
     elif isinstance(metrics, dict) and metrics.get("status") in (

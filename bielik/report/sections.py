@@ -46,10 +46,28 @@ def _metrics(st: StageRun) -> dict:
     return st.metrics if isinstance(st.metrics, dict) else {}
 
 
+#: figures a stage draws itself, shown under its tables by :func:`generic`: kind -> [(file, caption)]
+STAGE_FIGURES: dict[str, list[tuple[str, str]]] = {
+    "quality.eval": [("confusion.png", "Quality classifier: confusion matrix on the labelled set")],
+    "quality.train": [
+        ("confusion_test.png", "Quality classifier: confusion matrix on the held-out test set"),
+        ("feature_importance.png", "Quality classifier: most important stylometric features"),
+    ],
+    "tokenizer.stats": [("chart.png", "Characters per token (higher is better) and tokens per word (lower is better)")],
+    "compress.importance": [
+        ("importance.png", "Minitron importance: Block Influence per layer, heads, sorted hidden and FFN scores")
+    ],
+    "eval.leaderboard": [("scores.png", "Baseline-normalised score per task")],
+    "eval.eq_bench": [("scores.png", "Baseline-normalised score per task")],
+}
+
+
 def generic(st: StageRun) -> Section:
     """Any kind: the tables of :func:`bielik.report.tables.tables_for` (its metrics as key/value rows if no
-    table function is registered)."""
+    table function is registered) and the figures the stage drew itself (:data:`STAGE_FIGURES`)."""
     sec = Section("", "", tables=tables.tables_for(st.kind, st.metrics))
+    for name, caption in STAGE_FIGURES.get(st.kind, []):
+        sec.figures += _png(st, name, caption)
     if st.metrics is None:
         sec.notes.append("no metrics.json: the stage did not finish")
     return sec
@@ -88,40 +106,6 @@ def curation(st: StageRun) -> Section:
         sec.notes.append("no PII spans found")
     if m.get("status") == "incomplete":
         sec.notes.append(str(m.get("message", "incomplete")))
-    return sec
-
-
-@builder("quality.eval")
-def quality_eval(st: StageRun) -> Section:
-    sec = Section("", "", tables=tables.quality_eval(_metrics(st)))
-    sec.figures += _png(st, "confusion.png", "Quality classifier: confusion matrix on the labelled set")
-    return sec
-
-
-@builder("quality.train")
-def quality_train(st: StageRun) -> Section:
-    sec = Section("", "", tables=tables.quality_train(_metrics(st)))
-    sec.figures += _png(
-        st,
-        "confusion_test.png",
-        "Quality classifier: confusion matrix on the held-out test set",
-    )
-    sec.figures += _png(
-        st,
-        "feature_importance.png",
-        "Quality classifier: most important stylometric features",
-    )
-    return sec
-
-
-@builder("tokenizer.stats")
-def tokenizer_stats(st: StageRun) -> Section:
-    sec = Section("", "", tables=tables.tokenizer_stats(_metrics(st)))
-    sec.figures += _png(
-        st,
-        "chart.png",
-        "Characters per token (higher is better) and tokens per word (lower is better)",
-    )
     return sec
 
 
@@ -259,22 +243,6 @@ def distill(st: StageRun) -> Section:
     return sec
 
 
-@builder("compress.importance")
-def importance(st: StageRun) -> Section:
-    sec = Section("", "", tables=tables.importance(_metrics(st)))
-    sec.figures += _png(
-        st,
-        "importance.png",
-        "Minitron importance: Block Influence per layer, heads, sorted hidden and FFN scores",
-    )
-    return sec
-
-
-@builder("compress.prune")
-def prune(st: StageRun) -> Section:
-    return Section("", "", tables=tables.prune(_metrics(st)))
-
-
 @builder("quant.compare")
 def quant_compare(st: StageRun) -> Section:
     m = _metrics(st)
@@ -285,13 +253,6 @@ def quant_compare(st: StageRun) -> Section:
         "Quantisation error vs bits per weight, with and without the importance matrix",
         plots.quant_error(m.get("rows") or []),
     )
-    return sec
-
-
-@builder("eval.leaderboard", "eval.eq_bench")
-def leaderboard(st: StageRun) -> Section:
-    sec = Section("", "", tables=tables.leaderboard(_metrics(st)))
-    sec.figures += _png(st, "scores.png", "Baseline-normalised score per task")
     return sec
 
 
