@@ -30,15 +30,15 @@ import argparse
 import json
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _child import peak_rss_mib, reset_peak_rss, run_child  # noqa: E402
 
 from bielik.runtime import set_threads  # noqa: E402
 
@@ -78,24 +78,6 @@ def prepare(work: Path, vocab: int, n_pairs: int, seq_len: int, seed: int = 0) -
                     )
                     + "\n"
                 )
-
-
-def _hwm_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_hwm() -> float:
-    before = _hwm_mib()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return before
 
 
 # --- one side, in its own process ---------------------------------------------------------------
@@ -145,7 +127,7 @@ def measure_bielik(work: Path, args) -> dict:
         seq_len=cfg.seq_len,
     )
     eng.precompute(src.iter_dataset())
-    prep_rss = _reset_hwm()
+    prep_rss = reset_peak_rss()
     recs, times = [], []
     for _ in range(args.warmup + args.steps):
         recs.append(eng.train_step())
@@ -157,8 +139,8 @@ def measure_bielik(work: Path, args) -> dict:
         "tokens_per_step": statistics.mean(r["real_tokens"] for r in timed),
         "loss": [round(r["loss"], 4) for r in recs],
         "n_pairs": stats["train_pairs"],
-        "train_rss_mib": _hwm_mib(),
-        "process_rss_mib": max(prep_rss, _hwm_mib()),
+        "train_rss_mib": peak_rss_mib(),
+        "process_rss_mib": max(prep_rss, peak_rss_mib()),
     }
 
 
@@ -218,7 +200,7 @@ def measure_trl(work: Path, args) -> dict:
 
     class Clock(TrainerCallback):
         def on_train_begin(self, *a, **kw):
-            Clock.prep_rss = _reset_hwm()
+            Clock.prep_rss = reset_peak_rss()
 
         def on_step_end(self, a, state, control, **kw):
             marks.append((time.perf_counter(), trainer._total_train_tokens))
@@ -242,8 +224,8 @@ def measure_trl(work: Path, args) -> dict:
         "tokens_per_step": (n1 - n0) / args.steps,
         "loss": losses,
         "n_pairs": len(ds),
-        "train_rss_mib": _hwm_mib(),
-        "process_rss_mib": max(Clock.prep_rss, _hwm_mib()),
+        "train_rss_mib": peak_rss_mib(),
+        "process_rss_mib": max(Clock.prep_rss, peak_rss_mib()),
     }
 
 
@@ -256,9 +238,7 @@ def measure(side: str, args) -> dict:
 
 # --- driver -------------------------------------------------------------------------------------
 def run(side: str, precision: str, args) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
+    argv = [
         "--measure",
         side,
         "--precision-one",
@@ -276,17 +256,7 @@ def run(side: str, precision: str, args) -> dict:
         "--chunk",
         str(args.chunk),
     ]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-        "BIELIK_NO_BAR": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    }
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        sys.exit(f"{side} {precision} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, argv, f"{side} {precision}")
 
 
 def report(results: dict[str, dict[str, list[dict]]], args) -> None:

@@ -30,13 +30,14 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _child import run_child  # noqa: E402
 
 from bielik.runtime import set_threads  # noqa: E402
 
@@ -219,9 +220,7 @@ def measure(side: str, args) -> dict:
 
 
 def run(side: str, args) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
+    argv = [
         "--measure",
         side,
         "--work",
@@ -239,17 +238,7 @@ def run(side: str, args) -> dict:
         "--precision",
         args.precision,
     ]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-        "BIELIK_NO_BAR": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    }
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        sys.exit(f"{side} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, argv, side)
 
 
 def main() -> None:

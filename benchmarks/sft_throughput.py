@@ -47,15 +47,15 @@ import gzip
 import json
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _child import peak_rss_mib, reset_peak_rss, run_child  # noqa: E402
 
 from bielik.runtime import set_threads  # noqa: E402
 
@@ -79,25 +79,6 @@ def prepare(work: Path, vocab: int, n_dialogues: int, seed: int = 0) -> None:
         with gzip.open(work / "dialogues.jsonl.gz", "wt", encoding="utf-8") as f:
             for i in keep:
                 f.write(json.dumps(dialogues[i].to_record(), ensure_ascii=False) + "\n")
-
-
-def _hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_hwm() -> float:
-    """Return the peak RSS so far (MiB) and reset the high-water mark (Linux >= 4.0)."""
-    before = _hwm_mib()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return before
 
 
 # --- one side, in its own process ---------------------------------------------------------------
@@ -154,7 +135,7 @@ def measure_bielik(work: Path, args) -> dict:
         Dist(),
         seq_len=cfg.seq_len,
     )
-    prep_rss = _reset_hwm()
+    prep_rss = reset_peak_rss()
     recs, times = [], []
     for _ in range(args.warmup + args.steps):
         recs.append(eng.train_step())
@@ -169,8 +150,8 @@ def measure_bielik(work: Path, args) -> dict:
         "rows": len(data.train),
         "fill": data.stats["train"]["fill"],
         "trained_tokens": data.stats["train"]["trained_tokens"],
-        "train_rss_mib": _hwm_mib(),
-        "process_rss_mib": max(prep_rss, _hwm_mib()),
+        "train_rss_mib": peak_rss_mib(),
+        "process_rss_mib": max(prep_rss, peak_rss_mib()),
     }
 
 
@@ -232,7 +213,7 @@ def measure_trl(work: Path, args, accum: bool) -> dict:
     class Clock(TrainerCallback):
         def on_train_begin(self, *a, **kw):
             marks.append((time.perf_counter(), 0, 0))
-            Clock.prep_rss = _reset_hwm()
+            Clock.prep_rss = reset_peak_rss()
 
         def on_step_end(self, a, state, control, **kw):
             marks.append((time.perf_counter(), trainer._total_train_tokens, Counting.loss_tokens))
@@ -262,8 +243,8 @@ def measure_trl(work: Path, args, accum: bool) -> dict:
             sum(map(len, trainer.train_dataset["input_ids"])) / (len(trainer.train_dataset) * args.seq_len), 4
         ),
         "autocast": Counting.autocast_seen,
-        "train_rss_mib": _hwm_mib(),
-        "process_rss_mib": max(Clock.prep_rss, _hwm_mib()),
+        "train_rss_mib": peak_rss_mib(),
+        "process_rss_mib": max(Clock.prep_rss, peak_rss_mib()),
     }
 
 
@@ -285,9 +266,7 @@ def _tail(xs: list[float]) -> float:
 
 # --- driver -------------------------------------------------------------------------------------
 def run(side: str, precision: str, args) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
+    argv = [
         "--measure",
         side,
         "--precision-one",
@@ -305,17 +284,7 @@ def run(side: str, precision: str, args) -> dict:
         "--chunk",
         str(args.chunk),
     ]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-        "BIELIK_NO_BAR": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    }
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        sys.exit(f"{side} {precision} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, argv, f"{side} {precision}")
 
 
 def report(results: dict[str, dict[str, list[dict]]], args) -> None:
