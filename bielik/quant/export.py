@@ -109,7 +109,7 @@ def _check_model(model: Path) -> dict:
 
 def convert(model: str | Path, outfile: Path, outtype: str, log_file: Path | None = None) -> None:
     """Run the pinned ``convert_hf_to_gguf.py`` on an HF directory (subprocess, this interpreter)."""
-    from bielik.quant.toolchain import llama_cpp_source
+    from bielik.vendor import llama_cpp_source
 
     model = Path(model)
     pre = detect_pretokenizer(model) or "-"

@@ -7,7 +7,9 @@ its version, fetch it once with pip and build only the command-line tools with c
 on 2 busy shared cores), not the whole Python wheel, whose bindings we do not need: every tool runs
 in a subprocess.
 
-Layout under the cache directory (``$BIELIK_CACHE`` or ``~/.cache/bielik``)::
+The source tree is fetched by :func:`bielik.vendor.llama_cpp_source` (it lives below every stage
+package: the tokenizer readers take llama.cpp's vocabulary files from it too). Layout under the cache
+directory (``$BIELIK_CACHE`` or ``~/.cache/bielik``)::
 
     llama-cpp-python-<version>/vendor/llama.cpp     extracted source (llama_cpp_source())
     llama.cpp-<version>-<flags>/bin/llama-*         built tools       (build_tools())
@@ -28,20 +30,15 @@ import fcntl
 import os
 import shutil
 import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from bielik.errors import BielikError
 from bielik.log import get_logger
+from bielik.vendor import LLAMA_CPP_PYTHON_VERSION, cache_dir, llama_cpp_source
 
 log = get_logger("bielik.quant.toolchain")
-
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-"""Pinned ``llama-cpp-python`` sdist; its ``vendor/llama.cpp`` is the llama.cpp bielik uses."""
 
 TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench")
 """cmake targets built by :func:`build_tools` (only these, not the whole tree)."""
@@ -57,16 +54,6 @@ PORTABLE_FLAGS = {
 FLAGS_TAG = "avx2"
 
 
-def cache_dir() -> Path:
-    """``$BIELIK_CACHE`` if set, else ``~/.cache/bielik``."""
-    env = os.environ.get("BIELIK_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "bielik"
-
-
-def _sdist_root(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
-    return cache_dir() / f"llama-cpp-python-{version}"
-
-
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,77 +63,6 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _source_ok(src: Path) -> bool:
-    return (
-        (src / "convert_hf_to_gguf.py").is_file()
-        and (src / "CMakeLists.txt").is_file()
-        and (src / "gguf-py" / "gguf").is_dir()
-    )
-
-
-def llama_cpp_source() -> Path:
-    """The extracted llama.cpp source tree (``vendor/llama.cpp`` of the pinned sdist).
-
-    Fetched once with ``pip download llama-cpp-python==<pin> --no-deps --no-binary :all:`` into the
-    cache directory and extracted into a temporary directory that is renamed into place, so two
-    processes racing here both end up with the same complete tree. Raises :class:`BielikError`
-    when the sdist cannot be fetched (e.g. offline).
-    """
-    root = _sdist_root()
-    src = root / "vendor" / "llama.cpp"
-    if _source_ok(src):
-        return src
-    cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    spec = f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
-    with tempfile.TemporaryDirectory(prefix=".llama-cpp-python-fetch-", dir=cache) as tmp:
-        tmp = Path(tmp)
-        log.info(f"fetching the llama.cpp sources ({spec} sdist, ~77 MB) into {cache}")
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            spec,
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-            str(tmp / "dl"),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        archives = sorted((tmp / "dl").glob("llama_cpp_python-*.tar.gz")) + sorted(
-            (tmp / "dl").glob("llama-cpp-python-*.tar.gz")
-        )
-        if proc.returncode != 0 or not archives:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            raise BielikError(
-                f"could not fetch the llama.cpp sources ({spec} sdist from the package index): "
-                f"{tail or 'no archive downloaded'}\n"
-                f"bielik's GGUF tools need them once; run where the package index is reachable, or extract that sdist "
-                f"yourself so that {src} exists."
-            )
-        with tarfile.open(archives[0]) as tar:
-            tar.extractall(tmp / "x", filter="data")
-        tops = [p for p in (tmp / "x").iterdir() if p.is_dir()]
-        if len(tops) != 1 or not _source_ok(tops[0] / "vendor" / "llama.cpp"):
-            raise BielikError(f"{archives[0].name}: unexpected layout (no vendor/llama.cpp with convert_hf_to_gguf.py)")
-        try:
-            os.rename(tops[0], root)
-        except OSError:
-            # Another process renamed its copy into place first (or a broken tree is in the way).
-            if not _source_ok(src):
-                stale = root.with_name(f".{root.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
-                os.rename(root, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-                os.rename(tops[0], root)
-    if not _source_ok(src):
-        raise BielikError(f"{src}: llama.cpp source tree is incomplete")
-    return src
 
 
 def build_dir(flags_tag: str = FLAGS_TAG) -> Path:

@@ -13,7 +13,7 @@
 * a short name of a real tokenizer shipped inside a package (:data:`KNOWN`): ``mistral-v0.1`` and
   ``mistral-v3`` (SentencePiece models in the ``mistral-common`` wheel), ``llama2``, ``llama3``,
   ``qwen2``, ``gpt2`` (vocab GGUFs of the llama.cpp sources, see
-  :func:`bielik.quant.toolchain.llama_cpp_source`).
+  :func:`bielik.vendor.llama_cpp_source`).
 
 Every loader returns a :class:`Tok` with ``encode(text)`` that adds **no** BOS/EOS (special tokens
 are not part of a text's cost) and ``hf()``, an equivalent ``transformers`` tokenizer for stages
@@ -71,7 +71,7 @@ def known_path(name: str) -> Path:
             ) from None
         path = base / fname
     else:
-        from bielik.quant.toolchain import llama_cpp_source
+        from bielik.vendor import llama_cpp_source
 
         path = llama_cpp_source() / "models" / fname
     if not path.is_file():

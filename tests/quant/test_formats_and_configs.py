@@ -163,13 +163,13 @@ def test_calibration_and_heldout_text_are_disjoint():
 
 
 def test_toolchain_offline_is_a_clear_error(tmp_path, monkeypatch):
-    from bielik.quant import toolchain
+    from bielik import vendor  # the llama.cpp source the quant toolchain builds from
 
     monkeypatch.setenv("BIELIK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # what an offline machine sees: no index to fetch from
     with pytest.raises(BielikError, match="could not fetch the llama.cpp sources"):
-        toolchain.llama_cpp_source()
-    assert not (tmp_path / "cache" / f"llama-cpp-python-{toolchain.LLAMA_CPP_PYTHON_VERSION}").exists()
+        vendor.llama_cpp_source()
+    assert not (tmp_path / "cache" / f"llama-cpp-python-{vendor.LLAMA_CPP_PYTHON_VERSION}").exists()
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".llama-cpp-python-fetch")]
 
 

@@ -30,7 +30,7 @@ def llama_cpp_models_dir():
     from bielik.errors import BielikError
 
     try:
-        from bielik.quant.toolchain import llama_cpp_source
+        from bielik.vendor import llama_cpp_source
 
         return llama_cpp_source() / "models"
     except (BielikError, ImportError) as exc:
